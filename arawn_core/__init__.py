@@ -1,0 +1,3 @@
+"""arawn's engine: workstreams, sessions, compression. Never imports Textual."""
+
+__version__ = "0.1.0"

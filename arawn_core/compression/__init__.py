@@ -1,0 +1,1 @@
+"""Compression: token budget, chunking, prompts, map/reduce, and the job runner."""

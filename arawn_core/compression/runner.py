@@ -1,0 +1,270 @@
+"""Runs one compression job end to end and records the outcome.
+
+The LLM work is done by `Summarizer`; this module decides what to feed it,
+skips work whose input, prompt and model are unchanged, and commits each
+result in one transaction together with the job's `done` state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from arawn_core import events as ev
+from arawn_core.compression.budget import TokenEstimator
+from arawn_core.compression.mapreduce import Summarizer, SummarizerConfig, SummaryResult
+from arawn_core.compression.prompts import PROMPT_VERSION
+from arawn_core.config import Settings
+from arawn_core.llm.base import LLMBackend
+from arawn_core.llm.errors import LLMError
+from arawn_core.models import (
+    CompressionJob,
+    JobKind,
+    Message,
+    Provenance,
+    Summary,
+    SummaryKind,
+    new_id,
+)
+from arawn_core.store.jobs import JobQueue
+from arawn_core.store.repository import NotFound, Repository
+
+log = logging.getLogger(__name__)
+
+VERBATIM_MODEL = "verbatim"
+
+
+@dataclass
+class JobOutcome:
+    job: CompressionJob
+    ok: bool
+    error: LLMError | Exception | None = None
+    will_retry: bool = False
+    llm_calls: int = 0
+
+
+def hash_messages(messages: list[Message]) -> str:
+    h = hashlib.sha256()
+    for m in messages:
+        h.update(m.id.encode())
+        h.update(b"\0")
+        h.update(m.role.encode())
+        h.update(b"\0")
+        h.update(m.content.encode("utf-8", "surrogatepass"))
+        h.update(b"\x1e")
+    return h.hexdigest()
+
+
+def hash_texts(texts: list[str]) -> str:
+    h = hashlib.sha256()
+    for t in texts:
+        h.update(t.encode("utf-8", "surrogatepass"))
+        h.update(b"\x1e")
+    return h.hexdigest()
+
+
+def verbatim_text(messages: list[Message]) -> str:
+    return "\n".join(f"{m.role}: {m.content}" for m in messages)
+
+
+def is_stale(summary: Summary, model: str) -> bool:
+    p = summary.provenance
+    if p.model == VERBATIM_MODEL:
+        return False
+    return p.prompt_version != PROMPT_VERSION or p.model != model
+
+
+class JobRunner:
+    def __init__(self, repo: Repository, queue: JobQueue, bus: ev.EventBus, backend: LLMBackend,
+                 settings: Settings, estimator: TokenEstimator, model: Callable[[], str]) -> None:
+        self.repo = repo
+        self.queue = queue
+        self.bus = bus
+        self.backend = backend
+        self.settings = settings
+        self.estimator = estimator
+        self.model = model
+
+    def summarizer(self) -> Summarizer:
+        c = self.settings.workstream.compression
+        cfg = SummarizerConfig(
+            model=self.model(), num_ctx=self.settings.llm.num_ctx, max_summary_tokens=c.max_summary_tokens,
+            safety_margin_tokens=c.safety_margin_tokens, max_concurrency=c.max_concurrency, fan_in=c.fan_in,
+        )
+        return Summarizer(self.backend, cfg, self.estimator)
+
+    async def run(self, job: CompressionJob) -> JobOutcome:
+        self.bus.publish(ev.JobStarted(job.workstream_id, job.id, job.kind.value, job.session_id))
+        last_write = 0.0
+
+        def progress(done: int, total: int) -> None:
+            nonlocal last_write
+            self.bus.publish(ev.JobProgress(job.workstream_id, job.id, done, total))
+            now = time.monotonic()
+            if now - last_write > 0.5 or done >= total:
+                last_write = now
+                asyncio.ensure_future(self._save_progress(job.id, done, total))
+
+        try:
+            calls = await self._execute(job, progress)
+        except asyncio.CancelledError:
+            await asyncio.shield(self.queue.release(job))
+            raise
+        except LLMError as exc:
+            will_retry, _ = await self.queue.fail(job, str(exc), exc.transient)
+            self.bus.publish(ev.JobFailed(job.workstream_id, job.id, job.kind.value, job.session_id, str(exc),
+                                          will_retry))
+            self.bus.publish(ev.WorkstreamUpdated(job.workstream_id))
+            return JobOutcome(job, False, exc, will_retry)
+        except NotFound as exc:
+            await self.queue.fail(job, str(exc), transient=False)
+            self.bus.publish(ev.JobFailed(job.workstream_id, job.id, job.kind.value, job.session_id, str(exc), False))
+            return JobOutcome(job, False, exc)
+        except Exception as exc:  # a bug or a storage fault: recorded and shown, never swallowed
+            log.exception("compression job %s failed", job.id)
+            msg = f"internal error: {type(exc).__name__}: {exc}"
+            will_retry, _ = await self.queue.fail(job, msg, transient=isinstance(exc, OSError))
+            self.bus.publish(ev.JobFailed(job.workstream_id, job.id, job.kind.value, job.session_id, msg, will_retry))
+            return JobOutcome(job, False, exc, will_retry)
+        await self._save_estimator()
+        self.bus.publish(ev.JobCompleted(job.workstream_id, job.id, job.kind.value, job.session_id))
+        self.bus.publish(ev.WorkstreamUpdated(job.workstream_id))
+        return JobOutcome(job, True, llm_calls=calls)
+
+    async def _save_progress(self, job_id: str, done: int, total: int) -> None:
+        try:
+            await self.queue.set_progress(job_id, done, total)
+        except Exception:  # progress is advisory; the job itself records its outcome
+            log.debug("progress write failed", exc_info=True)
+
+    async def _save_estimator(self) -> None:
+        import json
+
+        await self.repo.kv_set("token_estimator", json.dumps(self.estimator.to_dict()))
+
+    async def _execute(self, job: CompressionJob, progress: Callable[[int, int], None]) -> int:
+        if job.kind is JobKind.SESSION:
+            return await self._session(job, progress)
+        if job.kind is JobKind.CHECKPOINT:
+            return await self._checkpoint(job, progress)
+        if job.kind is JobKind.REBUILD:
+            return await self._reduce(job, progress, rebuild=True)
+        return await self._reduce(job, progress, rebuild=False)
+
+    def _summary(self, kind: SummaryKind, job: CompressionJob, text: str, model: str, result: SummaryResult | None,
+                 input_chars: int, input_hash: str, covers: list[str], started: float) -> Summary:
+        return Summary(
+            id=new_id(), kind=kind, workstream_id=job.workstream_id,
+            session_id=job.session_id if kind is not SummaryKind.WORKSTREAM else None, text=text,
+            provenance=Provenance(
+                model=model, prompt_version=PROMPT_VERSION if model != VERBATIM_MODEL else VERBATIM_MODEL,
+                input_chars=input_chars,
+                input_tokens=result.input_tokens if result else 0,
+                output_tokens=result.output_tokens if result else 0,
+                llm_calls=result.llm_calls if result else 0,
+                duration_s=round(time.monotonic() - started, 3), input_hash=input_hash,
+            ),
+            covers=covers,
+        )
+
+    async def _commit(self, job: CompressionJob, summary: Summary | None, folded: list[str] | None = None) -> None:
+        if summary is not None:
+            await self.repo.prepare_summary(summary, folded)
+        async with self.repo.db.transaction() as c:
+            if summary is not None:
+                await self.repo.write_summary(c, summary, folded)
+            await self.queue.finish(c, job.id)
+
+    async def _session(self, job: CompressionJob, progress: Callable[[int, int], None]) -> int:
+        started = time.monotonic()
+        assert job.session_id
+        session = await self.repo.get_session(job.session_id)
+        messages = await self.repo.session_messages(session)
+        model = self.model()
+        digest = hash_messages(messages)
+        existing = await self.repo.session_summary(session.id)
+        if existing and existing.provenance.input_hash == digest and not is_stale(existing, model):
+            await self._commit(job, None)
+            await self._after_session(job)
+            return 0
+        chars = sum(len(m.content) for m in messages)
+        c = self.settings.workstream.compression
+        result: SummaryResult | None = None
+        if len(messages) < c.min_messages and chars <= c.verbatim_max_chars:
+            text, used_model = verbatim_text(messages), VERBATIM_MODEL
+        else:
+            result = await self.summarizer().summarize_session([(m.role, m.content) for m in messages], progress)
+            text, used_model = result.text, model
+        summary = self._summary(SummaryKind.SESSION, job, text, used_model, result, chars, digest,
+                                [session.id], started)
+        await self._commit(job, summary)
+        await self._after_session(job)
+        return result.llm_calls if result else 0
+
+    async def _after_session(self, job: CompressionJob) -> None:
+        new = await self.queue.enqueue(JobKind.REDUCE, job.workstream_id)
+        if new:
+            self.bus.publish(ev.JobQueued(job.workstream_id, new.id, new.kind.value, None))
+
+    async def _reduce(self, job: CompressionJob, progress: Callable[[int, int], None], rebuild: bool) -> int:
+        started = time.monotonic()
+        model = self.model()
+        summarizer = self.summarizer()
+        previous = await self.repo.workstream_summary(job.workstream_id)
+        if rebuild:
+            pending = await self.repo.all_session_summaries(job.workstream_id)
+            if not pending:
+                await self._commit(job, None)
+                return 0
+            texts = [s.text for _, s in pending]
+            result = await summarizer.rebuild(texts, progress)
+            covers = [sid for sid, _ in pending]
+            digest = hash_texts(texts)
+        else:
+            pending = await self.repo.unfolded_session_summaries(job.workstream_id)
+            if not pending:
+                await self._commit(job, None)
+                return 0
+            texts = [s.text for _, s in pending]
+            prev_text = previous.text if previous else None
+            result = await summarizer.fold(prev_text, texts, progress)
+            covers = (previous.covers if previous else []) + [sid for sid, _ in pending]
+            digest = hash_texts(([prev_text] if prev_text else []) + texts)
+        summary = self._summary(SummaryKind.WORKSTREAM, job, result.text, model, result,
+                                sum(len(t) for t in texts) + (len(previous.text) if previous and not rebuild else 0),
+                                digest, covers, started)
+        await self._commit(job, summary, folded=[sid for sid, _ in pending])
+        return result.llm_calls
+
+    async def _checkpoint(self, job: CompressionJob, progress: Callable[[int, int], None]) -> int:
+        """Summarize the older part of a long active session so its next turns fit."""
+        started = time.monotonic()
+        assert job.session_id
+        session = await self.repo.get_session(job.session_id)
+        messages = await self.repo.session_messages(session)
+        previous = await self.repo.checkpoint(session.id)
+        if previous and previous.covers:
+            ids = [m.id for m in messages]
+            if previous.covers[-1] in ids:
+                messages = messages[ids.index(previous.covers[-1]) + 1:]
+        keep_chars = self.settings.workstream.compression.token_threshold_chars // 2
+        tail, kept = 0, 0
+        for m in reversed(messages):
+            if tail + len(m.content) > keep_chars:
+                break
+            tail += len(m.content)
+            kept += 1
+        older = messages[: len(messages) - kept] if kept < len(messages) else []
+        if not older:
+            await self._commit(job, None)
+            return 0
+        result = await self.summarizer().checkpoint([(m.role, m.content) for m in older],
+                                                     previous.text if previous else None)
+        summary = self._summary(SummaryKind.CHECKPOINT, job, result.text, self.model(), result,
+                                sum(len(m.content) for m in older), hash_messages(older), [older[-1].id], started)
+        await self._commit(job, summary)
+        return result.llm_calls

@@ -1,0 +1,483 @@
+"""ArawnCore: the one facade the TUI and the CLI talk to.
+
+Everything user-facing goes through here: workstreams, sessions, chat,
+compression jobs, import/export, reindex. State changes are published on
+`core.events` as typed events (see `arawn_core.events`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import AsyncIterator, Callable
+
+from arawn_core import events as ev
+from arawn_core.compression.budget import TokenBudget, TokenEstimator
+from arawn_core.compression.runner import JobOutcome, JobRunner, is_stale
+from arawn_core.config import Settings
+from arawn_core.context import assemble_context, system_content
+from arawn_core.llm.base import BackendInfo, ChatOptions, LLMBackend
+from arawn_core.models import (
+    CompressionJob,
+    CompressionStatus,
+    JobKind,
+    JobProgress,
+    JobState,
+    Message,
+    Session,
+    Summary,
+    Workstream,
+    WorkstreamState,
+    new_id,
+    utc_now,
+)
+from arawn_core.store.converters import status_from_jobs, workstream_from_row
+from arawn_core.store.db import Database, ensure_private_dir
+from arawn_core.store.jobs import JobQueue
+from arawn_core.store.repository import NotFound, Repository
+
+log = logging.getLogger(__name__)
+
+SCRATCH_TITLE = "Scratch"
+ESTIMATOR_KEY = "token_estimator"
+
+Progress = Callable[[int, int], None]
+
+
+class UsageError(Exception):
+    """Bad input from the user (unknown workstream, ambiguous title, ...): exit code 2."""
+
+
+class ArawnCore:
+    def __init__(self, settings: Settings, db: Database, repo: Repository, queue: JobQueue,
+                 backend: LLMBackend, estimator: TokenEstimator) -> None:
+        self.settings = settings
+        self.db = db
+        self.repo = repo
+        self.queue = queue
+        self.backend = backend
+        self.estimator = estimator
+        self.events = ev.EventBus()
+        self.runner = JobRunner(repo, queue, self.events, backend, settings, estimator, self.compression_model)
+        self.jobs_changed = asyncio.Event()  # set whenever a job is queued or released
+
+    # ---- lifecycle -----------------------------------------------------
+    @classmethod
+    async def open(cls, settings: Settings, backend: LLMBackend | None = None) -> ArawnCore:
+        data_dir = settings.data_dir
+        ensure_private_dir(data_dir)
+        db = await Database.open(data_dir / "arawn.db")
+        repo = Repository(db, data_dir)
+        c = settings.workstream.compression
+        queue = JobQueue(db, c.max_attempts, c.retry_base_s, c.retry_max_s)
+        estimator = TokenEstimator()
+        raw = await repo.kv_get(ESTIMATOR_KEY)
+        if raw:
+            try:
+                estimator = TokenEstimator.from_dict(json.loads(raw))
+            except (ValueError, KeyError, TypeError):
+                log.warning("ignoring unreadable token estimator state")
+        if backend is None:
+            from arawn_core.llm.select import make_backend
+
+            backend = await make_backend(settings)
+        core = cls(settings, db, repo, queue, backend, estimator)
+        await core._recover()
+        return core
+
+    async def _recover(self) -> None:
+        """After a crash: index JSONL lines SQLite missed; orphaned running jobs back to pending."""
+        for row in await self.db.fetchall("SELECT id FROM workstreams"):
+            await self.repo.catch_up(row[0])
+        await self.queue.recover_orphans()
+
+    async def close(self, end_sessions: bool | None = None) -> None:
+        """End active sessions if asked (default: `end_sessions_on_quit`); queued jobs stay queued."""
+        if end_sessions is None:
+            end_sessions = self.settings.workstream.end_sessions_on_quit
+        if end_sessions:
+            for session in await self.repo.all_active_sessions():
+                await self._end(session, "quit")
+        await self.backend.aclose()
+        await self.db.close()
+
+    @property
+    def model(self) -> str:
+        override = getattr(self.backend, "model_override", None)
+        return override or self.settings.llm.model
+
+    def compression_model(self) -> str:
+        override = getattr(self.backend, "model_override", None)
+        return override or self.settings.compression_model
+
+    # ---- workstreams ---------------------------------------------------
+    async def list_workstreams(self, include_archived: bool = False) -> list[Workstream]:
+        rows = await self.repo.workstream_rows(include_archived)
+        status = await self._job_status()
+        summaries = {r["id"]: r for r in await self.db.fetchall(
+            "SELECT w.id, m.model, m.prompt_version FROM workstreams w JOIN summaries m ON m.id = w.summary_id")}
+        out = []
+        for row in rows:
+            ws = workstream_from_row(row)
+            ws.session_count = row["session_count"]
+            self._apply_status(ws, status.get(ws.id), summaries.get(ws.id))
+            out.append(ws)
+        return out
+
+    async def _job_status(self) -> dict[str, dict]:
+        out: dict[str, dict] = {}
+        for r in await self.queue.status_rows():
+            s = out.setdefault(r["workstream_id"], {"states": set(), "error": None, "done": 0, "total": 0})
+            s["states"].add(r["state"])
+            if r["state"] == "failed":
+                s["error"] = r["last_error"]
+            if r["state"] == "running":
+                s["done"] += r["progress_done"]
+                s["total"] += r["progress_total"]
+        return out
+
+    def _apply_status(self, ws: Workstream, jobs: dict | None, summary_row) -> None:
+        stale = False
+        if summary_row is not None:
+            stale = summary_row["model"] != "verbatim" and (
+                summary_row["model"] != self.compression_model()
+                or summary_row["prompt_version"] != _prompt_version())
+        ws.compression = status_from_jobs(jobs["states"] if jobs else set(), None, summary_row is not None, stale)
+        if jobs:
+            ws.progress = JobProgress(jobs["done"], jobs["total"])
+            ws.last_error = jobs["error"]
+
+    async def get_workstream(self, workstream_id: str) -> Workstream:
+        ws = await self.repo.get_workstream(workstream_id)
+        summary = await self.repo.workstream_summary(ws.id)
+        ws.summary = summary.text if summary else None
+        row = await self.db.fetchone("SELECT COUNT(*) FROM sessions WHERE workstream_id = ?", (ws.id,))
+        ws.session_count = row[0]
+        status = (await self._job_status()).get(ws.id)
+        srow = {"model": summary.provenance.model, "prompt_version": summary.provenance.prompt_version} if summary else None
+        self._apply_status(ws, status, srow)
+        return ws
+
+    async def resolve_workstream(self, ref: str) -> Workstream:
+        """An id, or an unambiguous title (exact, then case-insensitive)."""
+        try:
+            return await self.get_workstream(ref)
+        except NotFound:
+            pass
+        found = await self.repo.find_workstreams_by_title(ref)
+        if not found:
+            raise UsageError(f"no workstream matches {ref!r} (give an id or a title; see `ws list`)")
+        if len(found) > 1:
+            ids = ", ".join(w.id for w in found)
+            raise UsageError(f"workstream title {ref!r} is ambiguous: use one of the ids {ids}")
+        return await self.get_workstream(found[0].id)
+
+    async def create_workstream(self, title: str, tags: list[str] | None = None) -> Workstream:
+        title = title.strip()
+        if not title:
+            raise UsageError("a workstream title cannot be empty")
+        ws = await self.repo.create_workstream(title, tags or [])
+        self.events.publish(ev.WorkstreamUpdated(ws.id))
+        return ws
+
+    async def scratch_workstream(self) -> Workstream:
+        ws = await self.repo.scratch_workstream()
+        if ws is None:
+            ws = await self.repo.create_workstream(SCRATCH_TITLE, [], is_scratch=True)
+            self.events.publish(ev.WorkstreamUpdated(ws.id))
+        return ws
+
+    async def _update(self, workstream_id: str, **changes) -> Workstream:
+        ws = await self.repo.update_workstream(await self.repo.get_workstream(workstream_id), **changes)
+        self.events.publish(ev.WorkstreamUpdated(ws.id))
+        return ws
+
+    async def rename_workstream(self, workstream_id: str, title: str) -> Workstream:
+        if not title.strip():
+            raise UsageError("a workstream title cannot be empty")
+        return await self._update(workstream_id, title=title.strip())
+
+    async def set_tags(self, workstream_id: str, tags: list[str]) -> Workstream:
+        return await self._update(workstream_id, tags=list(tags))
+
+    async def archive_workstream(self, workstream_id: str) -> Workstream:
+        session = await self.repo.active_session(workstream_id)
+        if session:
+            await self._end(session, "archive")
+        return await self._update(workstream_id, state=WorkstreamState.ARCHIVED)
+
+    async def unarchive_workstream(self, workstream_id: str) -> Workstream:
+        return await self._update(workstream_id, state=WorkstreamState.ACTIVE)
+
+    async def set_workstream_model(self, workstream_id: str, model: str | None) -> Workstream:
+        return await self._update(workstream_id, model=model or None)
+
+    async def set_system_prompt(self, workstream_id: str, prompt: str | None) -> Workstream:
+        return await self._update(workstream_id, system_prompt=prompt or None)
+
+    # ---- sessions ------------------------------------------------------
+    async def list_sessions(self, workstream_id: str) -> list[Session]:
+        sessions = await self.repo.list_sessions(workstream_id)
+        rows = await self.db.fetchall(
+            "SELECT s.id, m.text, m.model, m.prompt_version FROM sessions s JOIN summaries m ON m.id = s.summary_id"
+            " WHERE s.workstream_id = ?", (workstream_id,))
+        summaries = {r["id"]: r for r in rows}
+        jobs = await self.db.fetchall(
+            "SELECT session_id, state, last_error FROM jobs WHERE workstream_id = ? AND kind = 'session'"
+            " AND state IN ('pending','running','failed')", (workstream_id,))
+        job_states: dict[str, tuple[set[str], str | None]] = {}
+        for j in jobs:
+            states, err = job_states.get(j["session_id"], (set(), None))
+            states.add(j["state"])
+            job_states[j["session_id"]] = (states, j["last_error"] or err)
+        for s in sessions:
+            srow = summaries.get(s.id)
+            states, err = job_states.get(s.id, (set(), None))
+            stale = bool(srow) and srow["model"] != "verbatim" and (
+                srow["model"] != self.compression_model() or srow["prompt_version"] != _prompt_version())
+            s.summary = srow["text"] if srow else None
+            s.compression = status_from_jobs(states, err, srow is not None, stale)
+            s.last_error = err
+        return sessions
+
+    async def get_session(self, session_id: str) -> Session:
+        return await self.repo.get_session(session_id)
+
+    async def active_session(self, workstream_id: str) -> Session | None:
+        return await self.repo.active_session(workstream_id)
+
+    async def session_messages(self, session_id: str) -> list[Message]:
+        return await self.repo.session_messages(await self.repo.get_session(session_id))
+
+    async def end_session(self, workstream_id: str, reason: str = "explicit") -> Session | None:
+        """End the active session and queue its compression; returns at once."""
+        session = await self.repo.active_session(workstream_id)
+        if session is None:
+            return None
+        return await self._end(session, reason)
+
+    async def _end(self, session: Session, reason: str) -> Session:
+        session = await self.repo.end_session(session, reason)
+        self.events.publish(ev.SessionEnded(session.workstream_id, session.id, reason))
+        if session.message_count and self.settings.workstream.compression.enabled:
+            await self._enqueue(JobKind.SESSION, session.workstream_id, session.id)
+        self.events.publish(ev.WorkstreamUpdated(session.workstream_id))
+        return session
+
+    async def end_idle_sessions(self, now: datetime | None = None) -> list[Session]:
+        minutes = self.settings.workstream.session_timeout_minutes
+        if minutes <= 0:
+            return []
+        now = now or datetime.now(timezone.utc)
+        cutoff = (now - timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return [await self._end(s, "idle") for s in await self.repo.idle_sessions(cutoff)]
+
+    async def _ensure_session(self, workstream_id: str) -> Session:
+        session = await self.repo.active_session(workstream_id)
+        minutes = self.settings.workstream.session_timeout_minutes
+        if session and minutes > 0:
+            cutoff = (datetime.now(timezone.utc) - timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            if session.last_activity_at < cutoff:
+                await self._end(session, "idle")
+                session = None
+        if session is None:
+            session = await self.repo.create_session(workstream_id, utc_now())
+            self.events.publish(ev.SessionStarted(workstream_id, session.id))
+        return session
+
+    # ---- messages and chat ---------------------------------------------
+    async def append_message(self, workstream_id: str, role: str, content: str,
+                             metadata: dict | None = None) -> Message:
+        """Store one message in the workstream's active session (starting one if needed)."""
+        session = await self._ensure_session(workstream_id)
+        msg = Message(new_id(), workstream_id, session.id, role, content, utc_now(), metadata)
+        await self.repo.append_messages(workstream_id, [msg])
+        self.events.publish(ev.MessageAdded(workstream_id, session.id, msg.id, role))
+        return msg
+
+    async def build_context(self, workstream_id: str) -> list[dict[str, str]]:
+        """What the model sees for the next turn: summaries in the system prompt + recent turns."""
+        ws = await self.repo.get_workstream(workstream_id)
+        ws_summary = await self.repo.workstream_summary(workstream_id)
+        session = await self.repo.active_session(workstream_id)
+        history: list[Message] = []
+        checkpoint: Summary | None = None
+        if session:
+            history = await self.repo.session_messages(session)
+            checkpoint = await self.repo.checkpoint(session.id)
+            if checkpoint and checkpoint.covers:
+                ids = [m.id for m in history]
+                if checkpoint.covers[-1] in ids:
+                    history = history[ids.index(checkpoint.covers[-1]) + 1:]
+        system = system_content(ws.system_prompt, ws_summary.text if ws_summary else None,
+                                checkpoint.text if checkpoint else None)
+        model = ws.model or self.model
+        budget = TokenBudget(self.settings.llm.num_ctx, self.settings.llm.max_reply_tokens, 64)
+        available = budget.input_tokens_available(0)
+        messages, _ = assemble_context(system, history, available, lambda t: self.estimator.estimate(model, t))
+        return messages
+
+    async def send(self, workstream_id: str, text: str) -> AsyncIterator[str]:
+        """Store the user's turn, stream the reply, store it (a stopped reply is kept, marked interrupted)."""
+        ws = await self.repo.get_workstream(workstream_id)
+        if ws.state is WorkstreamState.ARCHIVED:
+            raise UsageError(f"workstream {ws.title!r} is archived")
+        user = await self.append_message(workstream_id, "user", text)
+        context = await self.build_context(workstream_id)
+        model = ws.model or self.model
+        options = ChatOptions(model=model, num_ctx=self.settings.llm.num_ctx,
+                              num_predict=self.settings.llm.max_reply_tokens)
+        parts: list[str] = []
+        finished = False
+        try:
+            async for chunk in self.backend.chat(context, options):
+                if chunk.text:
+                    parts.append(chunk.text)
+                    yield chunk.text
+                if chunk.done:
+                    finished = True
+                    if chunk.usage and chunk.usage.prompt_tokens:
+                        chars = sum(len(m["content"]) for m in context)
+                        self.estimator.observe(model, chars, chunk.usage.prompt_tokens)
+        finally:
+            if parts:
+                meta = {"model": model, "reply_to": user.id}
+                if not finished:
+                    meta["interrupted"] = True
+                await asyncio.shield(self._store_reply(workstream_id, "".join(parts), meta))
+
+    async def _store_reply(self, workstream_id: str, text: str, meta: dict) -> None:
+        await self.append_message(workstream_id, "assistant", text, meta)
+        session = await self.repo.active_session(workstream_id)
+        threshold = self.settings.workstream.compression.token_threshold_chars
+        if session and self.settings.workstream.compression.enabled:
+            checkpoint = await self.repo.checkpoint(session.id)
+            covered = checkpoint.provenance.input_chars if checkpoint else 0
+            if session.char_count - covered > threshold:
+                await self._enqueue(JobKind.CHECKPOINT, workstream_id, session.id)
+
+    # ---- compression ---------------------------------------------------
+    async def _enqueue(self, kind: JobKind, workstream_id: str, session_id: str | None = None) -> CompressionJob | None:
+        job = await self.queue.enqueue(kind, workstream_id, session_id)
+        if job:
+            self.events.publish(ev.JobQueued(workstream_id, job.id, kind.value, session_id))
+            self.jobs_changed.set()
+        return job
+
+    async def compress(self, workstream_id: str, session_id: str | None = None, rebuild: bool = False) -> list[CompressionJob]:
+        """Queue compression now (manual): the given or every not-yet-summarized ended session, then a reduce."""
+        jobs: list[CompressionJob] = []
+        if rebuild:
+            job = await self._enqueue(JobKind.REBUILD, workstream_id)
+            return [job] if job else []
+        sessions = await self.list_sessions(workstream_id)
+        for s in sessions:
+            if session_id and s.id != session_id:
+                continue
+            if s.message_count == 0:
+                continue
+            wanted = session_id is not None or s.compression in (CompressionStatus.NONE, CompressionStatus.STALE)
+            if s.active and session_id is None:
+                wanted = False
+            if wanted:
+                job = await self._enqueue(JobKind.SESSION, workstream_id, s.id)
+                if job:
+                    jobs.append(job)
+        if not jobs:
+            job = await self._enqueue(JobKind.REDUCE, workstream_id)
+            if job:
+                jobs.append(job)
+        if session_id and not any(s.id == session_id for s in sessions):
+            raise UsageError(f"no session {session_id} in this workstream")
+        return jobs
+
+    async def claim_job(self, workstream_id: str | None = None) -> CompressionJob | None:
+        return await self.queue.claim(workstream_id)
+
+    async def run_job(self, job: CompressionJob) -> JobOutcome:
+        outcome = await self.runner.run(job)
+        self.jobs_changed.set()
+        return outcome
+
+    async def run_next(self, workstream_id: str | None = None) -> JobOutcome | None:
+        """Claim and run one due job; None when nothing is due."""
+        job = await self.claim_job(workstream_id)
+        if job is None:
+            return None
+        return await self.run_job(job)
+
+    async def work_queue(self, workstream_id: str | None = None, stop_on_unreachable: bool = True,
+                         wait_for_retries: bool = True) -> list[JobOutcome]:
+        """Work due jobs until none is left (waiting out retry backoff if asked)."""
+        from arawn_core.llm.errors import BackendUnavailable
+
+        outcomes: list[JobOutcome] = []
+        while True:
+            outcome = await self.run_next(workstream_id)
+            if outcome is not None:
+                outcomes.append(outcome)
+                if stop_on_unreachable and isinstance(outcome.error, BackendUnavailable):
+                    return outcomes
+                continue
+            if not wait_for_retries:
+                return outcomes
+            wait = await self.queue.next_due_in(workstream_id)
+            if wait is None:
+                return outcomes
+            await asyncio.sleep(min(wait, 5.0) + 0.01)
+
+    async def list_jobs(self, state: JobState | None = None, workstream_id: str | None = None) -> list[CompressionJob]:
+        return await self.queue.list(state, workstream_id)
+
+    async def retry_jobs(self, job_id: str | None = None, workstream_id: str | None = None) -> int:
+        n = await self.queue.retry(job_id, workstream_id)
+        if n:
+            self.jobs_changed.set()
+            for ws_id in {j.workstream_id for j in await self.queue.list(JobState.PENDING)}:
+                self.events.publish(ev.WorkstreamUpdated(ws_id))
+        return n
+
+    async def queue_length(self) -> int:
+        return await self.queue.open_count()
+
+    async def workstream_summary(self, workstream_id: str) -> Summary | None:
+        s = await self.repo.workstream_summary(workstream_id)
+        if s:
+            s.stale = is_stale(s, self.compression_model())
+        return s
+
+    async def session_summary(self, session_id: str) -> Summary | None:
+        s = await self.repo.session_summary(session_id)
+        if s:
+            s.stale = is_stale(s, self.compression_model())
+        return s
+
+    # ---- import / export / reindex ---------------------------------------
+    async def import_file(self, path: Path, fmt: str = "auto", workstream_id: str | None = None,
+                          progress: Progress | None = None):
+        from arawn_core.importers import import_path
+
+        return await import_path(self, Path(path), fmt, workstream_id, progress)
+
+    async def export(self, workstream_id: str, fmt: str = "jsonl") -> AsyncIterator[str]:
+        from arawn_core.importers.export import export_workstream
+
+        async for chunk in export_workstream(self, workstream_id, fmt):
+            yield chunk
+
+    async def reindex(self, progress: Progress | None = None) -> dict[str, int]:
+        counts = await self.repo.reindex(progress)
+        self.events.publish(ev.WorkstreamUpdated(""))
+        return counts
+
+    async def backend_info(self) -> BackendInfo:
+        return await self.backend.info()
+
+
+def _prompt_version() -> str:
+    from arawn_core.compression.prompts import PROMPT_VERSION
+
+    return PROMPT_VERSION

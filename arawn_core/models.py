@@ -1,0 +1,224 @@
+"""Domain objects shared by the engine, the TUI and the CLI.
+
+Plain dataclasses and enums: storage maps rows to these in one place
+(`arawn_core.store.converters`), everything else only reads them.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def utc_now() -> str:
+    """ISO-8601 UTC timestamp with microseconds and a trailing Z (the original arawn layout)."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_ts(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+class Role(str, Enum):
+    USER = "user"
+    ASSISTANT = "assistant"
+    SYSTEM = "system"
+    TOOL_USE = "tool_use"
+    TOOL_RESULT = "tool_result"
+    AGENT_PUSH = "agent_push"
+
+
+ROLES = frozenset(r.value for r in Role)
+
+
+class WorkstreamState(str, Enum):
+    ACTIVE = "active"
+    ARCHIVED = "archived"
+
+
+class CompressionStatus(str, Enum):
+    """What the user sees on a badge."""
+
+    NONE = "none"  # nothing to compress yet
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    STALE = "stale"  # summary exists but its input, prompt or model changed
+
+
+class JobKind(str, Enum):
+    SESSION = "session"  # map: one session -> session summary
+    REDUCE = "reduce"  # fold new session summaries into the workstream summary
+    REBUILD = "rebuild"  # recompute the workstream summary from all session summaries
+    CHECKPOINT = "checkpoint"  # summarize the older part of a long active session
+
+
+class JobState(str, Enum):
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class SummaryKind(str, Enum):
+    SESSION = "session"
+    WORKSTREAM = "workstream"
+    CHECKPOINT = "checkpoint"
+
+
+@dataclass
+class Message:
+    id: str
+    workstream_id: str
+    session_id: str
+    role: str
+    content: str
+    timestamp: str
+    metadata: dict[str, Any] | None = None
+
+    def to_record(self) -> dict[str, Any]:
+        """The JSONL record, in the original arawn server's field order."""
+        return {
+            "id": self.id,
+            "workstream_id": self.workstream_id,
+            "session_id": self.session_id,
+            "role": self.role,
+            "content": self.content,
+            "timestamp": self.timestamp,
+            "metadata": self.metadata,
+        }
+
+    def to_json_line(self) -> bytes:
+        return (json.dumps(self.to_record(), ensure_ascii=False) + "\n").encode("utf-8")
+
+    @classmethod
+    def from_record(cls, rec: dict[str, Any]) -> Message:
+        return cls(
+            id=str(rec["id"]),
+            workstream_id=str(rec["workstream_id"]),
+            session_id=str(rec["session_id"]),
+            role=str(rec["role"]),
+            content=str(rec.get("content") or ""),
+            timestamp=str(rec.get("timestamp") or utc_now()),
+            metadata=rec.get("metadata"),
+        )
+
+
+@dataclass
+class Provenance:
+    model: str
+    prompt_version: str
+    input_chars: int
+    input_tokens: int
+    output_tokens: int
+    llm_calls: int
+    duration_s: float
+    input_hash: str
+    created_at: str = field(default_factory=utc_now)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Summary:
+    id: str
+    kind: SummaryKind
+    workstream_id: str
+    session_id: str | None
+    text: str
+    provenance: Provenance
+    covers: list[str] = field(default_factory=list)  # session ids folded in
+    stale: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["kind"] = self.kind.value
+        return d
+
+
+@dataclass
+class JobProgress:
+    done: int = 0
+    total: int = 0
+
+
+@dataclass
+class Workstream:
+    id: str
+    title: str
+    state: WorkstreamState
+    tags: list[str]
+    created_at: str
+    updated_at: str
+    summary: str | None = None
+    model: str | None = None  # per-workstream default model (None: config)
+    system_prompt: str | None = None
+    is_scratch: bool = False
+    session_count: int = 0
+    compression: CompressionStatus = CompressionStatus.NONE
+    progress: JobProgress = field(default_factory=JobProgress)
+    last_error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["state"] = self.state.value
+        d["compression"] = self.compression.value
+        return d
+
+
+@dataclass
+class Session:
+    id: str
+    workstream_id: str
+    started_at: str
+    ended_at: str | None
+    last_activity_at: str
+    turn_count: int = 0
+    char_count: int = 0
+    message_count: int = 0
+    summary: str | None = None
+    compression: CompressionStatus = CompressionStatus.NONE
+    last_error: str | None = None
+    end_reason: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.ended_at is None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["compression"] = self.compression.value
+        d["active"] = self.active
+        return d
+
+
+@dataclass
+class CompressionJob:
+    id: str
+    kind: JobKind
+    workstream_id: str
+    session_id: str | None
+    state: JobState
+    attempts: int
+    max_attempts: int
+    last_error: str | None
+    next_attempt_at: float  # unix seconds
+    created_at: str
+    updated_at: str
+    rerun: bool = False  # a reduce requested while this one ran: run once more
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["kind"] = self.kind.value
+        d["state"] = self.state.value
+        return d

@@ -1,0 +1,1 @@
+"""Storage: JSONL files are the source of truth, SQLite (aiosqlite) is the index."""

@@ -1,0 +1,125 @@
+"""Rows -> domain objects, in one place."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Mapping
+
+from arawn_core.models import (
+    CompressionJob,
+    CompressionStatus,
+    JobKind,
+    JobState,
+    Provenance,
+    Session,
+    Summary,
+    SummaryKind,
+    Workstream,
+    WorkstreamState,
+)
+
+Row = Mapping[str, Any]
+
+
+def workstream_from_row(row: Row) -> Workstream:
+    return Workstream(
+        id=row["id"],
+        title=row["title"],
+        state=WorkstreamState(row["state"]),
+        tags=json.loads(row["tags"] or "[]"),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        model=row["model"],
+        system_prompt=row["system_prompt"],
+        is_scratch=bool(row["is_scratch"]),
+    )
+
+
+def session_from_row(row: Row) -> Session:
+    return Session(
+        id=row["id"],
+        workstream_id=row["workstream_id"],
+        started_at=row["started_at"],
+        ended_at=row["ended_at"],
+        last_activity_at=row["last_activity_at"],
+        turn_count=row["turn_count"],
+        char_count=row["char_count"],
+        message_count=row["message_count"],
+        end_reason=row["end_reason"],
+    )
+
+
+def summary_from_row(row: Row) -> Summary:
+    return Summary(
+        id=row["id"],
+        kind=SummaryKind(row["kind"]),
+        workstream_id=row["workstream_id"],
+        session_id=row["session_id"],
+        text=row["text"],
+        provenance=Provenance(
+            model=row["model"],
+            prompt_version=row["prompt_version"],
+            input_chars=row["input_chars"],
+            input_tokens=row["input_tokens"],
+            output_tokens=row["output_tokens"],
+            llm_calls=row["llm_calls"],
+            duration_s=row["duration_s"],
+            input_hash=row["input_hash"],
+            created_at=row["created_at"],
+        ),
+        covers=json.loads(row["covers"] or "[]"),
+    )
+
+
+def summary_to_params(s: Summary) -> dict[str, Any]:
+    p = s.provenance
+    return {
+        "id": s.id,
+        "kind": s.kind.value,
+        "workstream_id": s.workstream_id,
+        "session_id": s.session_id,
+        "text": s.text,
+        "model": p.model,
+        "prompt_version": p.prompt_version,
+        "input_chars": p.input_chars,
+        "input_tokens": p.input_tokens,
+        "output_tokens": p.output_tokens,
+        "llm_calls": p.llm_calls,
+        "duration_s": p.duration_s,
+        "input_hash": p.input_hash,
+        "created_at": p.created_at,
+        "covers": json.dumps(s.covers),
+    }
+
+
+def summary_from_record(rec: Mapping[str, Any]) -> Summary:
+    """A summary as stored in a workstream's events.jsonl (same keys as the row)."""
+    return summary_from_row({**rec, "covers": json.dumps(rec.get("covers") or [])})
+
+
+def job_from_row(row: Row) -> CompressionJob:
+    return CompressionJob(
+        id=row["id"],
+        kind=JobKind(row["kind"]),
+        workstream_id=row["workstream_id"],
+        session_id=row["session_id"],
+        state=JobState(row["state"]),
+        attempts=row["attempts"],
+        max_attempts=row["max_attempts"],
+        last_error=row["last_error"],
+        next_attempt_at=row["next_attempt_at"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def status_from_jobs(states: set[str], failed_error: str | None, has_summary: bool, stale: bool) -> CompressionStatus:
+    if "running" in states:
+        return CompressionStatus.RUNNING
+    if "pending" in states:
+        return CompressionStatus.PENDING
+    if "failed" in states:
+        return CompressionStatus.FAILED
+    if has_summary:
+        return CompressionStatus.STALE if stale else CompressionStatus.DONE
+    return CompressionStatus.NONE

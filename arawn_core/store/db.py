@@ -1,0 +1,108 @@
+"""The SQLite connection: pragmas, migrations, owner-only files, one write lock."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, AsyncIterator, Iterable
+
+import aiosqlite
+
+from arawn_core.store.schema import MIGRATIONS
+
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+
+
+class DatabaseError(Exception):
+    """The index could not be opened or written; names the file."""
+
+
+def ensure_private_dir(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+    os.chmod(path, DIR_MODE)
+
+
+class Database:
+    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
+        self.conn = conn
+        self.path = path
+        self._write_lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path) -> Database:
+        ensure_private_dir(path.parent)
+        old_umask = os.umask(0o077)
+        try:
+            conn = await aiosqlite.connect(path, timeout=30.0, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise DatabaseError(f"{path}: cannot open database: {exc}") from None
+        finally:
+            os.umask(old_umask)
+        conn.row_factory = aiosqlite.Row
+        db = cls(conn, path)
+        try:
+            await db._setup()
+        except sqlite3.DatabaseError as exc:
+            await conn.close()
+            raise DatabaseError(f"{path}: {exc}") from None
+        for suffix in ("", "-wal", "-shm"):
+            p = Path(str(path) + suffix)
+            if p.exists():
+                os.chmod(p, FILE_MODE)
+        return db
+
+    async def _setup(self) -> None:
+        c = self.conn
+        await c.execute("PRAGMA busy_timeout = 30000")
+        await c.execute("PRAGMA journal_mode = WAL")
+        await c.execute("PRAGMA synchronous = NORMAL")
+        await c.execute("PRAGMA foreign_keys = ON")
+        async with self.transaction():
+            version = (await (await c.execute("PRAGMA user_version")).fetchone())[0]
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in _split_sql(script):
+                    await c.execute(statement)
+                await c.execute(f"PRAGMA user_version = {number}")
+
+    async def close(self) -> None:
+        await self.conn.close()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT: one writer at a time, all or nothing."""
+        async with self._write_lock:
+            await self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                await self.conn.execute("ROLLBACK")
+                raise
+            else:
+                await self.conn.execute("COMMIT")
+
+    async def fetchall(self, sql: str, params: Iterable[Any] | dict[str, Any] = ()) -> list[aiosqlite.Row]:
+        async with self.conn.execute(sql, params) as cur:
+            return list(await cur.fetchall())
+
+    async def fetchone(self, sql: str, params: Iterable[Any] | dict[str, Any] = ()) -> aiosqlite.Row | None:
+        async with self.conn.execute(sql, params) as cur:
+            return await cur.fetchone()
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a migration on statement boundaries (sqlite3.complete_statement-aware)."""
+    out: list[str] = []
+    buf = ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            if buf.strip():
+                out.append(buf.strip())
+            buf = ""
+    if buf.strip():
+        out.append(buf.strip())
+    return out

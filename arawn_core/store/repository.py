@@ -1,0 +1,432 @@
+"""Workstreams, sessions, messages and summaries: JSONL on disk, indexed in SQLite.
+
+Per workstream directory `<data_dir>/workstreams/<uuid>/`:
+  messages.jsonl  every message, in the original arawn server's layout
+  events.jsonl    workstream snapshots, session ends and summaries, so that
+                  `reindex` can rebuild SQLite from files alone
+Directory names are always UUIDs we generated; user text never becomes a path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable
+
+from arawn_core.models import (
+    Message,
+    Session,
+    Summary,
+    SummaryKind,
+    Workstream,
+    WorkstreamState,
+    new_id,
+    utc_now,
+)
+from arawn_core.store import jsonl
+from arawn_core.store.converters import (
+    session_from_row,
+    summary_from_record,
+    summary_from_row,
+    summary_to_params,
+    workstream_from_row,
+)
+from arawn_core.store.db import Database, ensure_private_dir
+
+MESSAGES_FILE = "messages.jsonl"
+EVENTS_FILE = "events.jsonl"
+
+Progress = Callable[[int, int], None]
+
+
+class NotFound(LookupError):
+    pass
+
+
+def checked_id(value: str) -> str:
+    """Only our own UUIDs name directories."""
+    try:
+        return str(uuid.UUID(value))
+    except (ValueError, AttributeError, TypeError):
+        raise NotFound(f"not a workstream id: {value!r}") from None
+
+
+class Repository:
+    def __init__(self, db: Database, data_dir: Path) -> None:
+        self.db = db
+        self.data_dir = data_dir
+        self.ws_root = data_dir / "workstreams"
+
+    # ---- files ---------------------------------------------------------
+    def ws_dir(self, workstream_id: str) -> Path:
+        return self.ws_root / checked_id(workstream_id)
+
+    def messages_path(self, workstream_id: str) -> Path:
+        return self.ws_dir(workstream_id) / MESSAGES_FILE
+
+    def events_path(self, workstream_id: str) -> Path:
+        return self.ws_dir(workstream_id) / EVENTS_FILE
+
+    async def _append_event(self, workstream_id: str, event: dict[str, Any]) -> None:
+        line = (json.dumps(event, ensure_ascii=False) + "\n").encode()
+        path = self.events_path(workstream_id)
+        await asyncio.to_thread(jsonl.append_line, path, line)
+
+    # ---- workstreams ---------------------------------------------------
+    async def create_workstream(self, title: str, tags: list[str], is_scratch: bool = False) -> Workstream:
+        now = utc_now()
+        ws = Workstream(
+            id=new_id(), title=title, state=WorkstreamState.ACTIVE, tags=list(tags),
+            created_at=now, updated_at=now, is_scratch=is_scratch,
+        )
+        ensure_private_dir(self.ws_dir(ws.id))
+        await self._append_event(ws.id, _ws_event(ws))
+        async with self.db.transaction() as c:
+            await self._insert_workstream(c, ws)
+        return ws
+
+    async def _insert_workstream(self, c: Any, ws: Workstream) -> None:
+        await c.execute(
+            "INSERT OR REPLACE INTO workstreams (id, title, state, tags, created_at, updated_at, model,"
+            " system_prompt, is_scratch, summary_id, log_offset) VALUES (?,?,?,?,?,?,?,?,?,"
+            " (SELECT summary_id FROM workstreams WHERE id = ?),"
+            " COALESCE((SELECT log_offset FROM workstreams WHERE id = ?), 0))",
+            (ws.id, ws.title, ws.state.value, json.dumps(ws.tags), ws.created_at, ws.updated_at,
+             ws.model, ws.system_prompt, int(ws.is_scratch), ws.id, ws.id),
+        )
+
+    async def update_workstream(self, ws: Workstream, **changes: Any) -> Workstream:
+        ws = replace(ws, **changes, updated_at=utc_now())
+        await self._append_event(ws.id, _ws_event(ws))
+        async with self.db.transaction() as c:
+            await c.execute(
+                "UPDATE workstreams SET title=?, state=?, tags=?, updated_at=?, model=?, system_prompt=?"
+                " WHERE id=?",
+                (ws.title, ws.state.value, json.dumps(ws.tags), ws.updated_at, ws.model, ws.system_prompt, ws.id),
+            )
+        return ws
+
+    async def get_workstream(self, workstream_id: str) -> Workstream:
+        row = await self.db.fetchone("SELECT * FROM workstreams WHERE id = ?", (workstream_id,))
+        if row is None:
+            raise NotFound(f"no workstream with id {workstream_id}")
+        return workstream_from_row(row)
+
+    async def workstream_rows(self, include_archived: bool) -> list[Any]:
+        where = "" if include_archived else "WHERE w.state = 'active'"
+        return await self.db.fetchall(
+            "SELECT w.*, (SELECT COUNT(*) FROM sessions s WHERE s.workstream_id = w.id) AS session_count"
+            f" FROM workstreams w {where} ORDER BY w.is_scratch DESC, w.updated_at DESC"
+        )
+
+    async def find_workstreams_by_title(self, title: str) -> list[Workstream]:
+        rows = await self.db.fetchall("SELECT * FROM workstreams WHERE title = ?", (title,))
+        if not rows:
+            rows = await self.db.fetchall("SELECT * FROM workstreams WHERE lower(title) = lower(?)", (title,))
+        return [workstream_from_row(r) for r in rows]
+
+    async def scratch_workstream(self) -> Workstream | None:
+        row = await self.db.fetchone("SELECT * FROM workstreams WHERE is_scratch = 1 LIMIT 1")
+        return workstream_from_row(row) if row else None
+
+    async def touch_workstream(self, c: Any, workstream_id: str, when: str) -> None:
+        await c.execute("UPDATE workstreams SET updated_at = max(updated_at, ?) WHERE id = ?", (when, workstream_id))
+
+    # ---- sessions ------------------------------------------------------
+    async def active_session(self, workstream_id: str) -> Session | None:
+        row = await self.db.fetchone(
+            "SELECT * FROM sessions WHERE workstream_id = ? AND ended_at IS NULL ORDER BY started_at DESC LIMIT 1",
+            (workstream_id,),
+        )
+        return session_from_row(row) if row else None
+
+    async def get_session(self, session_id: str) -> Session:
+        row = await self.db.fetchone("SELECT * FROM sessions WHERE id = ?", (session_id,))
+        if row is None:
+            raise NotFound(f"no session with id {session_id}")
+        return session_from_row(row)
+
+    async def list_sessions(self, workstream_id: str) -> list[Session]:
+        rows = await self.db.fetchall(
+            "SELECT * FROM sessions WHERE workstream_id = ? ORDER BY started_at", (workstream_id,)
+        )
+        return [session_from_row(r) for r in rows]
+
+    async def create_session(self, workstream_id: str, started_at: str) -> Session:
+        session = Session(id=new_id(), workstream_id=workstream_id, started_at=started_at, ended_at=None,
+                          last_activity_at=started_at)
+        async with self.db.transaction() as c:
+            await c.execute(
+                "INSERT INTO sessions (id, workstream_id, started_at, last_activity_at) VALUES (?,?,?,?)",
+                (session.id, workstream_id, started_at, started_at),
+            )
+        return session
+
+    async def end_session(self, session: Session, reason: str, ended_at: str | None = None) -> Session:
+        ended_at = ended_at or utc_now()
+        await self._append_event(
+            session.workstream_id,
+            {"type": "session_end", "session_id": session.id, "ended_at": ended_at, "reason": reason},
+        )
+        async with self.db.transaction() as c:
+            await c.execute("UPDATE sessions SET ended_at = ?, end_reason = ? WHERE id = ? AND ended_at IS NULL",
+                            (ended_at, reason, session.id))
+        return replace(session, ended_at=ended_at, end_reason=reason)
+
+    async def idle_sessions(self, before: str) -> list[Session]:
+        rows = await self.db.fetchall(
+            "SELECT * FROM sessions WHERE ended_at IS NULL AND last_activity_at < ?", (before,)
+        )
+        return [session_from_row(r) for r in rows]
+
+    async def all_active_sessions(self) -> list[Session]:
+        rows = await self.db.fetchall("SELECT * FROM sessions WHERE ended_at IS NULL")
+        return [session_from_row(r) for r in rows]
+
+    # ---- messages ------------------------------------------------------
+    async def append_messages(self, workstream_id: str, messages: list[Message]) -> None:
+        """Write durably to JSONL, then index in one transaction (counters included)."""
+        if not messages:
+            return
+        path = self.messages_path(workstream_id)
+        spans = await asyncio.to_thread(jsonl.append_lines, path, [m.to_json_line() for m in messages])
+        async with self.db.transaction() as c:
+            await self._index(c, workstream_id, list(zip(messages, spans)))
+
+    async def _index(self, c: Any, workstream_id: str, items: list[tuple[Message, tuple[int, int]]]) -> None:
+        await c.executemany(
+            "INSERT OR IGNORE INTO messages (id, workstream_id, session_id, role, timestamp, offset, length)"
+            " VALUES (?,?,?,?,?,?,?)",
+            [(m.id, m.workstream_id, m.session_id, m.role, m.timestamp, off, ln) for m, (off, ln) in items],
+        )
+        per_session: dict[str, list[Message]] = {}
+        for m, _ in items:
+            per_session.setdefault(m.session_id, []).append(m)
+        for sid, msgs in per_session.items():
+            turns = sum(1 for m in msgs if m.role == "user")
+            chars = sum(len(m.content) for m in msgs)
+            first, last = min(m.timestamp for m in msgs), max(m.timestamp for m in msgs)
+            await c.execute(
+                "INSERT INTO sessions (id, workstream_id, started_at, last_activity_at, turn_count, char_count,"
+                " message_count) VALUES (?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET"
+                " turn_count = turn_count + excluded.turn_count, char_count = char_count + excluded.char_count,"
+                " message_count = message_count + excluded.message_count,"
+                " last_activity_at = max(last_activity_at, excluded.last_activity_at)",
+                (sid, workstream_id, first, last, turns, chars, len(msgs)),
+            )
+        end = max(off + ln for _, (off, ln) in items)
+        await c.execute("UPDATE workstreams SET log_offset = max(log_offset, ?) WHERE id = ?", (end, workstream_id))
+        await self.touch_workstream(c, workstream_id, max(m.timestamp for m, _ in items))
+
+    async def session_messages(self, session: Session) -> list[Message]:
+        """O(this session): offsets from the index, then direct reads."""
+        rows = await self.db.fetchall(
+            "SELECT offset, length FROM messages WHERE session_id = ? ORDER BY offset", (session.id,)
+        )
+        if not rows:
+            return []
+        path = self.messages_path(session.workstream_id)
+        records = await asyncio.to_thread(jsonl.read_spans, path, [(r[0], r[1]) for r in rows])
+        return [Message.from_record(r) for r in records]
+
+    async def catch_up(self, workstream_id: str) -> int:
+        """Index lines appended to JSONL but not to SQLite (a crash between the two)."""
+        row = await self.db.fetchone("SELECT log_offset FROM workstreams WHERE id = ?", (workstream_id,))
+        if row is None:
+            return 0
+        path = self.messages_path(workstream_id)
+        if not path.exists() or path.stat().st_size <= row[0]:
+            return 0
+        await asyncio.to_thread(jsonl.repair, path)
+        records = await asyncio.to_thread(lambda: list(jsonl.scan(path, row[0])))
+        items = [(Message.from_record(r.data), (r.offset, r.length)) for r in records]
+        if items:
+            async with self.db.transaction() as c:
+                await self._index(c, workstream_id, items)
+        return len(items)
+
+    # ---- summaries -----------------------------------------------------
+    async def get_summary(self, summary_id: str | None) -> Summary | None:
+        if not summary_id:
+            return None
+        row = await self.db.fetchone("SELECT * FROM summaries WHERE id = ?", (summary_id,))
+        return summary_from_row(row) if row else None
+
+    async def session_summary(self, session_id: str) -> Summary | None:
+        row = await self.db.fetchone(
+            "SELECT m.* FROM sessions s JOIN summaries m ON m.id = s.summary_id WHERE s.id = ?", (session_id,)
+        )
+        return summary_from_row(row) if row else None
+
+    async def checkpoint(self, session_id: str) -> Summary | None:
+        row = await self.db.fetchone(
+            "SELECT m.* FROM sessions s JOIN summaries m ON m.id = s.checkpoint_id WHERE s.id = ?", (session_id,)
+        )
+        return summary_from_row(row) if row else None
+
+    async def workstream_summary(self, workstream_id: str) -> Summary | None:
+        row = await self.db.fetchone(
+            "SELECT m.* FROM workstreams w JOIN summaries m ON m.id = w.summary_id WHERE w.id = ?", (workstream_id,)
+        )
+        return summary_from_row(row) if row else None
+
+    async def unfolded_session_summaries(self, workstream_id: str) -> list[tuple[str, Summary]]:
+        rows = await self.db.fetchall(
+            "SELECT s.id AS sid, m.* FROM sessions s JOIN summaries m ON m.id = s.summary_id"
+            " WHERE s.workstream_id = ? AND s.folded = 0 ORDER BY s.started_at",
+            (workstream_id,),
+        )
+        return [(r["sid"], summary_from_row(r)) for r in rows]
+
+    async def all_session_summaries(self, workstream_id: str) -> list[tuple[str, Summary]]:
+        rows = await self.db.fetchall(
+            "SELECT s.id AS sid, m.* FROM sessions s JOIN summaries m ON m.id = s.summary_id"
+            " WHERE s.workstream_id = ? ORDER BY s.started_at",
+            (workstream_id,),
+        )
+        return [(r["sid"], summary_from_row(r)) for r in rows]
+
+    async def prepare_summary(self, summary: Summary, folded: list[str] | None = None) -> None:
+        """Record the summary in events.jsonl first (so reindex can restore it)."""
+        event = {"type": "summary", **summary_to_params(summary), "covers": summary.covers}
+        if folded is not None:
+            event["folded"] = folded
+        await self._append_event(summary.workstream_id, event)
+
+    async def write_summary(self, c: Any, summary: Summary, folded: list[str] | None = None) -> None:
+        """Inside the caller's transaction: the summary row and what points at it."""
+        await c.execute(
+            "INSERT OR REPLACE INTO summaries (id, kind, workstream_id, session_id, text, model, prompt_version,"
+            " input_chars, input_tokens, output_tokens, llm_calls, duration_s, input_hash, created_at, covers)"
+            " VALUES (:id, :kind, :workstream_id, :session_id, :text, :model, :prompt_version, :input_chars,"
+            " :input_tokens, :output_tokens, :llm_calls, :duration_s, :input_hash, :created_at, :covers)",
+            summary_to_params(summary),
+        )
+        if summary.kind is SummaryKind.SESSION:
+            await c.execute("UPDATE sessions SET summary_id = ?, folded = 0 WHERE id = ?",
+                            (summary.id, summary.session_id))
+        elif summary.kind is SummaryKind.CHECKPOINT:
+            await c.execute("UPDATE sessions SET checkpoint_id = ? WHERE id = ?", (summary.id, summary.session_id))
+        else:
+            await c.execute("UPDATE workstreams SET summary_id = ? WHERE id = ?", (summary.id, summary.workstream_id))
+            if folded:
+                await c.executemany("UPDATE sessions SET folded = 1 WHERE id = ?", [(s,) for s in folded])
+
+    # ---- key/value -----------------------------------------------------
+    async def kv_get(self, key: str) -> str | None:
+        row = await self.db.fetchone("SELECT value FROM kv WHERE key = ?", (key,))
+        return row[0] if row else None
+
+    async def kv_set(self, key: str, value: str) -> None:
+        async with self.db.transaction() as c:
+            await c.execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", (key, value))
+
+    # ---- imports -------------------------------------------------------
+    async def imported(self, key: str) -> bool:
+        return await self.db.fetchone("SELECT 1 FROM imports WHERE key = ?", (key,)) is not None
+
+    async def import_session(self, workstream_id: str, key: str, messages: list[Message], ended_at: str) -> None:
+        """One imported conversation -> one ended session, durably and once."""
+        path = self.messages_path(workstream_id)
+        spans = await asyncio.to_thread(jsonl.append_lines, path, [m.to_json_line() for m in messages])
+        session_id = messages[0].session_id
+        await self._append_event(
+            workstream_id, {"type": "session_end", "session_id": session_id, "ended_at": ended_at, "reason": "import"}
+        )
+        async with self.db.transaction() as c:
+            await self._index(c, workstream_id, list(zip(messages, spans)))
+            await c.execute("UPDATE sessions SET ended_at = ?, end_reason = 'import' WHERE id = ?",
+                            (ended_at, session_id))
+            await c.execute("INSERT OR IGNORE INTO imports (key, session_id) VALUES (?, ?)", (key, session_id))
+
+    # ---- reindex -------------------------------------------------------
+    async def reindex(self, progress: Progress | None = None) -> dict[str, int]:
+        """Rebuild every table the files can rebuild; jobs and kv are kept."""
+        dirs = sorted(p for p in self.ws_root.iterdir() if p.is_dir()) if self.ws_root.exists() else []
+        counts = {"workstreams": 0, "sessions": 0, "messages": 0, "summaries": 0, "bad_lines": 0}
+        async with self.db.transaction() as c:
+            for table in ("messages", "summaries", "imports", "sessions", "workstreams"):
+                await c.execute(f"DELETE FROM {table}")
+            for i, d in enumerate(dirs):
+                try:
+                    ws_id = checked_id(d.name)
+                except NotFound:
+                    continue
+                counts_ws = await self._reindex_workstream(c, ws_id)
+                for k, v in counts_ws.items():
+                    counts[k] += v
+                if progress:
+                    progress(i + 1, len(dirs))
+        return counts
+
+    async def _reindex_workstream(self, c: Any, ws_id: str) -> dict[str, int]:
+        counts = {"workstreams": 0, "sessions": 0, "messages": 0, "summaries": 0, "bad_lines": 0}
+        events_path, messages_path = self.events_path(ws_id), self.messages_path(ws_id)
+        await asyncio.to_thread(jsonl.repair, events_path)
+        await asyncio.to_thread(jsonl.repair, messages_path)
+        ws: Workstream | None = None
+        ends: dict[str, tuple[str, str]] = {}
+        summaries: list[tuple[Summary, list[str] | None]] = []
+        bad: list[jsonl.BadLine] = []
+        for rec in await asyncio.to_thread(lambda: list(jsonl.scan(events_path, 0, bad))):
+            ev = rec.data
+            if ev.get("type") == "workstream":
+                ws = _ws_from_event(ev)
+            elif ev.get("type") == "session_end":
+                ends.setdefault(ev["session_id"], (ev["ended_at"], ev.get("reason") or "explicit"))
+            elif ev.get("type") == "summary":
+                summaries.append((summary_from_record(ev), ev.get("folded")))
+        if ws is None:
+            return counts
+        await self._insert_workstream(c, ws)
+        counts["workstreams"] = 1
+        batch: list[tuple[Message, tuple[int, int]]] = []
+        import_keys: dict[str, str] = {}
+        for rec in await asyncio.to_thread(lambda: list(jsonl.scan(messages_path, 0, bad))):
+            try:
+                m = Message.from_record(rec.data)
+            except (KeyError, TypeError, ValueError):
+                counts["bad_lines"] += 1
+                continue
+            key = ((m.metadata or {}).get("import") or {}).get("key") if isinstance(m.metadata, dict) else None
+            if key:
+                import_keys.setdefault(key, m.session_id)
+            batch.append((m, (rec.offset, rec.length)))
+            if len(batch) >= 5000:
+                await self._index(c, ws_id, batch)
+                counts["messages"] += len(batch)
+                batch = []
+        if batch:
+            await self._index(c, ws_id, batch)
+            counts["messages"] += len(batch)
+        await c.executemany(
+            "UPDATE sessions SET ended_at = ?, end_reason = ? WHERE id = ?",
+            [(at, reason, sid) for sid, (at, reason) in ends.items()],
+        )
+        await c.executemany("INSERT OR IGNORE INTO imports (key, session_id) VALUES (?, ?)", list(import_keys.items()))
+        for summary, folded in summaries:
+            await self.write_summary(c, summary, folded)
+            counts["summaries"] += 1
+        row = await (await c.execute("SELECT COUNT(*) FROM sessions WHERE workstream_id = ?", (ws_id,))).fetchone()
+        counts["sessions"] = row[0]
+        counts["bad_lines"] += len(bad)
+        return counts
+
+
+def _ws_event(ws: Workstream) -> dict[str, Any]:
+    return {
+        "type": "workstream", "id": ws.id, "title": ws.title, "state": ws.state.value, "tags": ws.tags,
+        "created_at": ws.created_at, "updated_at": ws.updated_at, "model": ws.model,
+        "system_prompt": ws.system_prompt, "is_scratch": ws.is_scratch,
+    }
+
+
+def _ws_from_event(ev: dict[str, Any]) -> Workstream:
+    return Workstream(
+        id=ev["id"], title=ev["title"], state=WorkstreamState(ev.get("state", "active")), tags=ev.get("tags") or [],
+        created_at=ev["created_at"], updated_at=ev["updated_at"], model=ev.get("model"),
+        system_prompt=ev.get("system_prompt"), is_scratch=bool(ev.get("is_scratch")),
+    )

@@ -1,0 +1,99 @@
+"""Numbered schema migrations, recorded in `PRAGMA user_version`.
+
+Append a new entry to MIGRATIONS to change the schema; never edit an old one.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[str] = [
+    # 1: workstreams, sessions, the message index, summaries, jobs
+    """
+    CREATE TABLE workstreams (
+        id TEXT PRIMARY KEY,
+        title TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'active',
+        tags TEXT NOT NULL DEFAULT '[]',
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        model TEXT,
+        system_prompt TEXT,
+        is_scratch INTEGER NOT NULL DEFAULT 0,
+        summary_id TEXT,
+        log_offset INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE sessions (
+        id TEXT PRIMARY KEY,
+        workstream_id TEXT NOT NULL REFERENCES workstreams(id) ON DELETE CASCADE,
+        started_at TEXT NOT NULL,
+        ended_at TEXT,
+        last_activity_at TEXT NOT NULL,
+        turn_count INTEGER NOT NULL DEFAULT 0,
+        char_count INTEGER NOT NULL DEFAULT 0,
+        message_count INTEGER NOT NULL DEFAULT 0,
+        end_reason TEXT,
+        summary_id TEXT,
+        checkpoint_id TEXT,
+        folded INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX sessions_by_workstream ON sessions(workstream_id, started_at);
+    CREATE INDEX sessions_active ON sessions(workstream_id) WHERE ended_at IS NULL;
+    CREATE TABLE messages (
+        id TEXT PRIMARY KEY,
+        workstream_id TEXT NOT NULL,
+        session_id TEXT NOT NULL,
+        role TEXT NOT NULL,
+        timestamp TEXT NOT NULL,
+        offset INTEGER NOT NULL,
+        length INTEGER NOT NULL
+    );
+    CREATE INDEX messages_by_session ON messages(session_id, offset);
+    CREATE TABLE summaries (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        workstream_id TEXT NOT NULL,
+        session_id TEXT,
+        text TEXT NOT NULL,
+        model TEXT NOT NULL,
+        prompt_version TEXT NOT NULL,
+        input_chars INTEGER NOT NULL,
+        input_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        llm_calls INTEGER NOT NULL,
+        duration_s REAL NOT NULL,
+        input_hash TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        covers TEXT NOT NULL DEFAULT '[]'
+    );
+    CREATE INDEX summaries_by_session ON summaries(session_id);
+    CREATE TABLE jobs (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        workstream_id TEXT NOT NULL,
+        session_id TEXT,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        max_attempts INTEGER NOT NULL,
+        last_error TEXT,
+        next_attempt_at REAL NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        owner_pid INTEGER,
+        progress_done INTEGER NOT NULL DEFAULT 0,
+        progress_total INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX jobs_by_state ON jobs(state, next_attempt_at);
+    CREATE INDEX jobs_by_workstream ON jobs(workstream_id, state);
+    CREATE UNIQUE INDEX jobs_one_open_per_session ON jobs(session_id, kind)
+        WHERE session_id IS NOT NULL AND state IN ('pending', 'running');
+    CREATE UNIQUE INDEX jobs_one_pending_reduce ON jobs(workstream_id)
+        WHERE kind IN ('reduce', 'rebuild') AND state = 'pending';
+    CREATE TABLE imports (
+        key TEXT PRIMARY KEY,
+        session_id TEXT NOT NULL
+    );
+    CREATE TABLE kv (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    """,
+]
