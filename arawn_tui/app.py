@@ -1,0 +1,215 @@
+"""ArawnApp: opens the core, runs compression workers, bridges engine events.
+
+The app owns the background machinery; the main screen owns what is shown.
+Nothing here waits on the LLM or the disk in a handler: the core is opened,
+polled and closed from workers, and engine events become Textual messages.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import ClassVar
+
+from textual import on, work
+from textual.app import App
+from textual.binding import Binding
+from textual.timer import Timer
+from textual.worker import Worker, WorkerState
+
+from arawn_core import events as ev
+from arawn_core.config import Settings
+from arawn_core.core import ArawnCore
+from arawn_core.llm.base import LLMBackend
+from arawn_core.llm.errors import BackendUnavailable
+from arawn_tui import messages as m
+from arawn_tui.commands import ArawnCommands
+from arawn_tui.sanitize import one_line
+from arawn_tui.screens.main import MainScreen
+
+log = logging.getLogger(__name__)
+
+COMPRESSION = "compression"
+
+
+class ArawnApp(App[None]):
+    CSS_PATH = "app.tcss"
+    TITLE = "arawn"
+    COMMANDS = App.COMMANDS | {ArawnCommands}
+    BINDINGS: ClassVar = [
+        Binding("ctrl+q", "quit", "Quit", id="arawn.quit", priority=True,
+                tooltip="Quit (ends live sessions; queued compressions resume next time)"),
+        Binding("ctrl+p", "command_palette", "Palette", id="arawn.palette", priority=True, show=False,
+                tooltip="Every action, searchable"),
+    ]
+
+    # How often the app looks for due jobs (retries after backoff), idle sessions,
+    # and the backend's health. Class attributes so tests can shorten them.
+    JOB_POLL_S: ClassVar[float] = 2.0
+    IDLE_POLL_MAX_S: ClassVar[float] = 30.0
+    BACKEND_POLL_S: ClassVar[float] = 15.0
+
+    def __init__(self, settings: Settings, backend: LLMBackend | None = None,
+                 core: ArawnCore | None = None) -> None:
+        super().__init__()
+        self.settings = settings
+        self.backend = backend
+        self.core: ArawnCore | None = core
+        self.main_screen: MainScreen
+        self._poll_timers: list[Timer] = []
+        self._warned_jobs: set[str] = set()
+        self._shutting_down = False
+
+    # ---- lifecycle ---------------------------------------------------------------
+    async def on_mount(self) -> None:
+        try:
+            self.theme = self.settings.ui.theme
+        except Exception:  # an unknown theme name must not stop the app
+            self.notify(f"Unknown theme {self.settings.ui.theme!r}; using the default.", severity="warning",
+                        markup=False)
+        self.main_screen = MainScreen()
+        await self.push_screen(self.main_screen)
+        if self.core is None:
+            self.open_core()
+        else:
+            self._core_opened(self.core)
+
+    @work(group="core", exit_on_error=False)
+    async def open_core(self) -> None:
+        core = await ArawnCore.open(self.settings, self.backend)
+        self._core_opened(core)
+
+    def _core_opened(self, core: ArawnCore) -> None:
+        self.core = core
+        core.events.subscribe(self._engine_event)
+        self.main_screen.post_message(m.CoreReady())
+        self.check_backend()
+        self.pump_jobs()  # jobs queued before the last quit (or a crash) resume now
+        minutes = self.settings.workstream.session_timeout_minutes
+        self._poll_timers = [
+            self.set_interval(self.JOB_POLL_S, self.pump_jobs, name="job-poll"),
+            self.set_interval(self.BACKEND_POLL_S, self.check_backend, name="backend-poll"),
+        ]
+        if minutes > 0:
+            idle_every = max(1.0, min(self.IDLE_POLL_MAX_S, minutes * 60 / 4))
+            self._poll_timers.append(self.set_interval(idle_every, self.end_idle_sessions, name="idle-poll"))
+
+    def _engine_event(self, event: ev.Event) -> None:
+        """Engine callback (runs inside whatever awaited the engine): only posts a message."""
+        message = m.event_to_message(event)
+        if message is not None:
+            self.main_screen.post_message(message)
+
+    async def action_quit(self) -> None:
+        await self.close_core()
+        self.exit()
+
+    async def on_unmount(self) -> None:
+        await self.close_core()
+
+    async def close_core(self) -> None:
+        """Stop workers (a stopped job goes back to pending), then close the core.
+
+        `core.close()` ends live sessions if `end_sessions_on_quit`; their
+        compression stays queued and resumes at the next start.
+        """
+        core = self.core
+        if core is None or self._shutting_down:
+            return
+        self._shutting_down = True
+        self.main_screen.status.activity = "closing…"
+        for timer in self._poll_timers:
+            timer.stop()
+        stopped = [w for w in self.workers if w.group in (COMPRESSION, "chat", "actions", "refresh")
+                   and not w.is_finished]
+        for worker in stopped:
+            worker.cancel()
+        await self.workers.wait_for_complete(stopped)
+        core.events.unsubscribe(self._engine_event)
+        try:
+            await core.close()
+        finally:
+            self.core = None
+
+    # ---- compression workers -------------------------------------------------------
+    def pump_jobs(self) -> None:
+        """Start one more job worker if below `max_concurrency` (a worker that finds
+        work asks for another, so the pool grows only while there is work)."""
+        if self.core is None or self._shutting_down:
+            return
+        limit = self.settings.workstream.compression.max_concurrency
+        running = sum(1 for w in self.workers if w.group == COMPRESSION and not w.is_finished)
+        if running < limit:
+            self.work_jobs()
+
+    @work(group=COMPRESSION, exit_on_error=False, description="compression jobs")
+    async def work_jobs(self) -> None:
+        while (core := self.core) is not None and not self._shutting_down:
+            job = await core.claim_job(None)
+            if job is None:
+                return
+            self.call_later(self.pump_jobs)
+            outcome = await core.run_job(job)
+            if not outcome.ok and isinstance(outcome.error, BackendUnavailable):
+                return  # don't hammer a down backend; the poll retries when the job is due
+
+    @on(m.JobScheduled)
+    def job_scheduled(self) -> None:
+        self.pump_jobs()
+
+    @on(m.JobFinished)
+    def job_finished(self, message: m.JobFinished) -> None:
+        title = self.main_screen.workstream_title(message.workstream_id)
+        if message.ok:
+            self._warned_jobs.discard(message.job_id)
+            if message.kind in ("reduce", "rebuild"):
+                self.notify(f"Summary of {title} updated.", title="Compression done", markup=False)
+            elif message.kind == "session":
+                self.notify(f"Session of {title} summarized.", title="Compression done", markup=False)
+        elif message.will_retry:
+            if message.job_id not in self._warned_jobs:  # one toast per job, not one per retry
+                self._warned_jobs.add(message.job_id)
+                self.notify(f"{title}: {one_line(message.error, 300)} — retrying with backoff.",
+                            title="Compression waiting", severity="warning", markup=False)
+        else:
+            self._warned_jobs.discard(message.job_id)
+            self.notify(f"{title}: {one_line(message.error, 300)} — ctrl+r retries.",
+                        title="Compression failed", severity="error", timeout=10, markup=False)
+        self.check_queue()
+
+    # ---- periodic checks ----------------------------------------------------------------
+    @work(group="poll", exclusive=True, exit_on_error=False)
+    async def check_backend(self) -> None:
+        core = self.core
+        if core is None:
+            return
+        info = await core.backend_info()
+        self.main_screen.post_message(m.BackendChecked(info, core.model))
+
+    @work(group="queue", exclusive=True, exit_on_error=False)
+    async def check_queue(self) -> None:
+        core = self.core
+        if core is not None:
+            self.main_screen.post_message(m.QueueLength(await core.queue_length()))
+
+    @work(group="idle", exclusive=True, exit_on_error=False)
+    async def end_idle_sessions(self) -> None:
+        core = self.core
+        if core is None:
+            return
+        ended = await core.end_idle_sessions()
+        if ended:
+            self.notify(f"{len(ended)} idle session{'s' if len(ended) != 1 else ''} ended: compressing.")
+
+    # ---- one place for worker failures --------------------------------------------------
+    @on(Worker.StateChanged)
+    def worker_state_changed(self, event: Worker.StateChanged) -> None:
+        worker = event.worker
+        if event.state is not WorkerState.ERROR:
+            return
+        error = worker.error
+        log.error("worker %s (%s) failed", worker.name, worker.group, exc_info=error)
+        if worker.group == "core":
+            self.main_screen.status.activity = f"cannot open the data dir: {one_line(str(error), 200)}"
+        self.notify(f"{worker.description or worker.name or worker.group}: {type(error).__name__}: "
+                    f"{one_line(str(error), 300)}", title="Something went wrong", severity="error",
+                    timeout=10, markup=False)

@@ -1,0 +1,172 @@
+"""Text and JSON output for the headless CLI, and progress on stderr."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any, Callable, TextIO
+
+from arawn_core import events as ev
+from arawn_core.models import CompressionJob, Message, Session, Summary, Workstream
+
+
+def print_json(doc: Any) -> None:
+    json.dump(doc, sys.stdout, ensure_ascii=False, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+def emit(args: Any, doc: Any, text: Callable[[], None]) -> None:
+    """One JSON document with --json, else the human form."""
+    if args.json:
+        print_json(doc)
+    else:
+        text()
+
+
+def inert(text: str) -> str:
+    """Control characters shown as visible escapes, so content can't drive the terminal."""
+    return "".join(ch if ch in "\n\t" or (ord(ch) >= 32 and not 0x7F <= ord(ch) <= 0x9F) else repr(ch)[1:-1]
+                   for ch in text)
+
+
+def _badge(ws: Workstream) -> str:
+    status = ws.compression.value
+    if status == "running" and ws.progress.total:
+        return f"running {ws.progress.done}/{ws.progress.total}"
+    return status
+
+
+def ws_table(items: list[Workstream]) -> None:
+    lines = [f"{'ID':36}  {'SESSIONS':>8}  {'COMPRESSION':14}  TITLE"]
+    for w in items:
+        title = inert(w.title) + (" [archived]" if w.state.value == "archived" else "")
+        lines.append(f"{w.id:36}  {w.session_count:>8}  {_badge(w):14}  {title}")
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
+def session_table(sessions: list[Session]) -> None:
+    print(f"{'ID':36}  {'STARTED':20}  {'TURNS':>5}  {'STATE':8}  COMPRESSION")
+    for s in sessions:
+        state = "active" if s.active else (s.end_reason or "ended")
+        print(f"{s.id:36}  {s.started_at[:19]:20}  {s.turn_count:>5}  {state:8}  {s.compression.value}")
+
+
+def ws_show(ws: Workstream, summary: Summary | None, sessions: list[Session]) -> None:
+    print(f"{inert(ws.title)}  ({ws.id})")
+    print(f"state: {ws.state.value}  tags: {', '.join(ws.tags) or '-'}  compression: {_badge(ws)}")
+    if ws.last_error:
+        print(f"last error: {inert(ws.last_error)}")
+    if summary:
+        p = summary.provenance
+        stale = "  [stale]" if summary.stale else ""
+        print(f"\nsummary ({p.model}, {p.created_at[:19]}, {len(summary.covers)} sessions){stale}:")
+        print(inert(summary.text))
+    print()
+    session_table(sessions)
+
+
+def transcript(messages: list[Message]) -> None:
+    for m in messages:
+        print(f"[{m.timestamp[:19]}] {m.role}:\n{inert(m.content)}\n")
+
+
+def jobs_table(jobs: list[CompressionJob]) -> None:
+    print(f"{'ID':36}  {'KIND':10}  {'STATE':8}  {'TRIES':>5}  ERROR")
+    for j in jobs:
+        print(f"{j.id:36}  {j.kind.value:10}  {j.state.value:8}  {j.attempts:>5}  {inert(j.last_error or '')}")
+
+
+def search_hits(hits: list[Any]) -> None:
+    for h in hits:
+        d = h.to_dict()
+        print(f"{d.get('workstream_title', '')} / {d.get('session_id', '')} [{d.get('role', '')}]"
+              f" {d.get('timestamp', '')[:19]}\n  {inert(d.get('snippet', ''))}")
+
+
+def doctor(doc: dict[str, Any]) -> None:
+    ok = "ok" if doc["reachable"] else "UNREACHABLE"
+    print(f"config:      {doc['config']}")
+    print(f"data dir:    {doc['data_dir']} ({doc['data_dir_mode']})")
+    print(f"backend:     {doc['backend']} at {doc['host']}: {ok} {doc['detail']}".rstrip())
+    print(f"model:       {doc['model']} ({'present' if doc['model_present'] else 'NOT FOUND'})")
+    print(f"compression: {doc['compression_model']}, num_ctx {doc['num_ctx']},"
+          f" max_summary_tokens {doc['max_summary_tokens']}")
+    print(f"queue:       {doc['queue_open']} open job(s)")
+    if not doc["reachable"]:
+        print("hint: start Ollama (`ollama serve`), or set [llm] host / OLLAMA_HOST")
+    elif not doc["model_present"]:
+        print(f"hint: `ollama pull {doc['model']}`")
+
+
+class _Line:
+    """A progress line: redrawn in place on a terminal, plain lines (at most one a second) otherwise."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.last = 0.0
+        self.drawn = False
+
+    def show(self, text: str, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.tty:
+            self.stream.write("\r\x1b[2K" + text)
+            self.drawn = True
+        elif force or now - self.last >= 1.0:
+            self.stream.write(text + "\n")
+        else:
+            return
+        self.last = now
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty and self.drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def bar(done: int, total: int, width: int = 24) -> str:
+    frac = done / total if total else 0.0
+    filled = int(frac * width)
+    return "[" + "#" * filled + "-" * (width - filled) + f"] {done}/{total}"
+
+
+class ProgressReporter(_Line):
+    """Compression progress from engine events."""
+
+    def __init__(self, stream: TextIO, quiet: bool = False) -> None:
+        super().__init__(stream)
+        self.quiet = quiet
+
+    def on_event(self, event: ev.Event) -> None:
+        if self.quiet:
+            return
+        if isinstance(event, ev.JobStarted):
+            self.show(f"compressing: {event.kind} job {event.job_id[:8]} started", force=True)
+        elif isinstance(event, ev.JobProgress):
+            self.show(f"compressing: {event.job_id[:8]} {bar(event.done, event.total)} LLM calls")
+        elif isinstance(event, ev.JobCompleted):
+            self.show(f"compressing: {event.kind} job {event.job_id[:8]} done", force=True)
+        elif isinstance(event, ev.JobFailed):
+            retry = " (will retry)" if event.will_retry else ""
+            self.show(f"compressing: {event.kind} job {event.job_id[:8]} failed: {event.error}{retry}", force=True)
+
+
+class ByteProgress(_Line):
+    def __init__(self, stream: TextIO, label: str) -> None:
+        super().__init__(stream)
+        self.label = label
+
+    def update(self, done: int, total: int) -> None:
+        pct = 100.0 * done / total if total else 100.0
+        self.show(f"{self.label}: {pct:5.1f}% ({done / 1e6:.1f}/{total / 1e6:.1f} MB)", force=done >= total)
+
+
+class CountProgress(_Line):
+    def __init__(self, stream: TextIO, label: str) -> None:
+        super().__init__(stream)
+        self.label = label
+
+    def update(self, done: int, total: int) -> None:
+        self.show(f"{self.label}: {bar(done, total)}", force=done >= total)

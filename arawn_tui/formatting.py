@@ -1,0 +1,78 @@
+"""How domain values look on screen: badges, times, provenance lines.
+
+Kept in one place so the list rows, the summary panel and the snapshot tests
+agree. Everything returns `Content` or plain strings built from inert content,
+never markup.
+"""
+
+from __future__ import annotations
+
+from textual.content import Content
+
+from arawn_core.models import CompressionStatus, JobProgress, Provenance, parse_ts
+
+BADGE_STYLE: dict[CompressionStatus, str] = {
+    CompressionStatus.PENDING: "bold $warning",
+    CompressionStatus.RUNNING: "bold $accent",
+    CompressionStatus.DONE: "$success",
+    CompressionStatus.FAILED: "bold $error",
+    CompressionStatus.STALE: "$text-muted",
+}
+
+
+
+def badge_label(status: CompressionStatus, progress: JobProgress | None = None) -> str:
+    """The badge words: pending, running n/m, done, failed, stale ("" for nothing yet)."""
+    if status is CompressionStatus.NONE:
+        return ""
+    if status is CompressionStatus.RUNNING and progress is not None and progress.total:
+        return f"running {progress.done}/{progress.total}"
+    return status.value
+
+
+def badge(status: CompressionStatus, progress: JobProgress | None = None) -> Content:
+    """The badge as theme-coloured `Content` (plain text: no markup is parsed)."""
+    label = badge_label(status, progress)
+    return Content.styled(label, BADGE_STYLE.get(status, "")) if label else Content("")
+
+
+def local_time(iso: str | None) -> str:
+    """A stored UTC timestamp as local `YYYY-MM-DD HH:MM` ("" when missing or unreadable)."""
+    if not iso:
+        return ""
+    try:
+        return parse_ts(iso).astimezone().strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return iso[:16]
+
+
+def duration(started: str, ended: str | None) -> str:
+    if not ended:
+        return ""
+    try:
+        seconds = (parse_ts(ended) - parse_ts(started)).total_seconds()
+    except ValueError:
+        return ""
+    minutes = int(seconds // 60)
+    if minutes < 60:
+        return f"{minutes}m"
+    return f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def provenance_line(p: Provenance, covers: int | None = None, stale: bool = False) -> str:
+    """Who made a summary, when, from how much: model · date · sessions · tokens · calls."""
+    parts = [p.model if p.model != "verbatim" else "stored verbatim (too short to summarize)",
+             local_time(p.created_at)]
+    if covers is not None:
+        parts.append(f"{covers} session{'s' if covers != 1 else ''} covered")
+    if p.llm_calls:
+        parts.append(f"{p.input_tokens}→{p.output_tokens} tokens, {p.llm_calls} call{'s' if p.llm_calls != 1 else ''}")
+    if p.prompt_version and p.model != "verbatim":
+        parts.append(f"prompt {p.prompt_version}")
+    if stale:
+        parts.append("stale (model or prompt changed: ctrl+k to redo)")
+    return " · ".join(part for part in parts if part)
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"

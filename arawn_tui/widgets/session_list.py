@@ -1,0 +1,45 @@
+"""The selected workstream's sessions: start, turns, status; newest first."""
+
+from __future__ import annotations
+
+from textual.content import Content
+from textual.widgets import OptionList
+from textual.widgets.option_list import Option
+
+from arawn_core.models import Session
+from arawn_tui.formatting import badge, local_time, plural
+
+
+def session_row(session: Session) -> Content:
+    """Two lines: when it started, then `N turns  status`."""
+    start = local_time(session.started_at)
+    turns = plural(session.turn_count, "turn")
+    if session.active:
+        state = Content.styled("● live", "bold $success")
+    else:
+        state = badge(session.compression) if session.compression.value != "none" else Content.styled(
+            "ended", "$text-muted")
+    return Content.assemble((start, "bold" if session.active else ""), "\n", (turns, "$text-muted"), "  ", state)
+
+
+class SessionList(OptionList):
+    """Highlight a session to see its summary; select it (enter/click) to read its transcript."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.sessions: dict[str, Session] = {}
+
+    def set_sessions(self, sessions: list[Session], keep: str | None = None) -> None:
+        ordered = sorted(sessions, key=lambda s: (s.active, s.started_at), reverse=True)
+        self.sessions = {s.id: s for s in ordered}
+        with self.prevent(OptionList.OptionHighlighted):
+            self.set_options(Option(session_row(s), id=s.id) for s in ordered)
+            if keep and keep in self.sessions:
+                self.highlighted = self.get_option_index(keep)
+            else:
+                self.highlighted = None
+
+    @property
+    def selected_id(self) -> str | None:
+        option = self.highlighted_option
+        return option.id if option is not None else None

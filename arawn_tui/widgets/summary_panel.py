@@ -1,0 +1,65 @@
+"""The right-hand panel: the workstream summary with its provenance, and the
+highlighted session's summary. Toggle it from the palette (or f2)."""
+
+from __future__ import annotations
+
+from textual.containers import VerticalScroll
+from textual.content import Content
+from textual.widgets import Markdown, Static
+
+from arawn_core.models import CompressionStatus, Session, Summary, Workstream
+from arawn_tui.formatting import badge_label, local_time, provenance_line
+from arawn_tui.sanitize import inert, one_line
+
+
+class SummaryPanel(VerticalScroll):
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.workstream_summary: Summary | None = None
+        self.session_summary: Summary | None = None
+
+    def compose(self):
+        yield Static("Workstream summary", classes="panel-title")
+        yield Static("", id="ws-meta", classes="provenance")
+        yield Static("", id="ws-error", classes="error")
+        yield Markdown("", id="ws-summary")
+        yield Static("Session summary", classes="panel-title")
+        yield Static("", id="session-meta", classes="provenance")
+        yield Markdown("", id="session-summary")
+
+    def show_workstream(self, ws: Workstream | None, summary: Summary | None) -> None:
+        self.workstream_summary = summary
+        meta: list[str] = []
+        if ws is not None:
+            model = ws.model or "default model"
+            meta.append(f"chat model: {one_line(model, 60)}")
+            meta.append("system prompt: " + ("set" if ws.system_prompt else "none"))
+            status = badge_label(ws.compression, ws.progress)
+            if status:
+                meta.append(f"compression: {status}")
+        if summary is not None:
+            meta.insert(0, provenance_line(summary.provenance, covers=len(summary.covers), stale=summary.stale))
+        self.query_one("#ws-meta", Static).update(Content("\n".join(meta)))
+        error = ""
+        if ws is not None and ws.compression is CompressionStatus.FAILED and ws.last_error:
+            error = f"failed: {one_line(ws.last_error, 400)} — ctrl+r retries"
+        self.query_one("#ws-error", Static).update(Content(error))
+        self.query_one("#ws-error").display = bool(error)
+        text = inert(summary.text) if summary else (
+            "No summary yet: it is written when a session ends (ctrl+e) or on ctrl+k." if ws else "")
+        self.query_one("#ws-summary", Markdown).update(text)
+
+    def show_session(self, session: Session | None, summary: Summary | None) -> None:
+        self.session_summary = summary
+        meta = ""
+        if session is not None:
+            meta = f"session of {local_time(session.started_at)}"
+            if summary is not None:
+                meta += "\n" + provenance_line(summary.provenance, stale=summary.stale)
+            elif session.compression is CompressionStatus.FAILED and session.last_error:
+                meta += f"\nfailed: {one_line(session.last_error, 300)}"
+            elif session.active:
+                meta += "\nlive: summarized when it ends"
+        self.query_one("#session-meta", Static).update(Content(meta))
+        body = inert(summary.text) if summary else ("" if session is None else "No summary yet.")
+        self.query_one("#session-summary", Markdown).update(body)
