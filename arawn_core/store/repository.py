@@ -342,6 +342,45 @@ class Repository:
                             (ended_at, session_id))
             await c.execute("INSERT OR IGNORE INTO imports (key, session_id) VALUES (?, ?)", (key, session_id))
 
+    async def import_sessions(self, workstream_id: str, batch: list[tuple[str, list[Message], str]]) -> list[str]:
+        """Many imported conversations -> ended sessions: one JSONL append, one events append, one transaction.
+
+        Each item is (dedupe key, the session's new messages, ended_at). Keys already imported are
+        skipped, checked under the write lock so two processes importing one file add it once.
+        Returns the keys written.
+        """
+        batch = [item for item in batch if item[1]]
+        if not batch:
+            return []
+        async with self.db.transaction() as c:
+            done: set[str] = set()
+            keys = [key for key, _, _ in batch]
+            for i in range(0, len(keys), 500):
+                part = keys[i:i + 500]
+                async with c.execute(f"SELECT key FROM imports WHERE key IN ({','.join('?' * len(part))})",
+                                     part) as cur:
+                    done.update(r[0] for r in await cur.fetchall())
+            fresh = []
+            for item in batch:
+                if item[0] not in done:
+                    done.add(item[0])
+                    fresh.append(item)
+            if not fresh:
+                return []
+            messages = [m for _, msgs, _ in fresh for m in msgs]
+            spans = await asyncio.to_thread(
+                jsonl.append_lines, self.messages_path(workstream_id), [m.to_json_line() for m in messages])
+            events = [(json.dumps({"type": "session_end", "session_id": msgs[0].session_id, "ended_at": ended_at,
+                                   "reason": "import"}, ensure_ascii=False) + "\n").encode()
+                      for _, msgs, ended_at in fresh]
+            await asyncio.to_thread(jsonl.append_lines, self.events_path(workstream_id), events)
+            await self._index(c, workstream_id, list(zip(messages, spans)))
+            await c.executemany("UPDATE sessions SET ended_at = ?, end_reason = 'import' WHERE id = ?",
+                                [(ended_at, msgs[0].session_id) for _, msgs, ended_at in fresh])
+            await c.executemany("INSERT OR IGNORE INTO imports (key, session_id) VALUES (?, ?)",
+                                [(key, msgs[0].session_id) for key, msgs, _ in fresh])
+        return [key for key, _, _ in fresh]
+
     # ---- reindex -------------------------------------------------------
     async def reindex(self, progress: Progress | None = None) -> dict[str, int]:
         """Rebuild every table the files can rebuild; jobs and kv are kept."""
