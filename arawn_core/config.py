@@ -153,7 +153,7 @@ def _build(cls: type, data: dict[str, Any], prefix: str, where: str) -> Any:
         if dotted in _RANGES:
             lo, hi = _RANGES[dotted]
             if not lo <= value <= hi:
-                raise ConfigError(f"{where}: key {dotted} must be between {lo:g} and {hi:g}, found {value!r}")
+                raise ConfigError(f"{where}: key {dotted} must be between {lo:n} and {hi:n}, found {value!r}")
         if dotted in _CHOICES and value not in _CHOICES[dotted]:
             raise ConfigError(
                 f"{where}: key {dotted} must be one of {', '.join(_CHOICES[dotted])}, found {value!r}"

@@ -275,7 +275,7 @@ class ArawnCore:
         cutoff = (now - timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         return [await self._end(s, "idle") for s in await self.repo.idle_sessions(cutoff)]
 
-    async def _ensure_session(self, workstream_id: str) -> Session:
+    async def _ensure_session(self, workstream_id: str, now: str) -> Session:
         session = await self.repo.active_session(workstream_id)
         minutes = self.settings.workstream.session_timeout_minutes
         if session and minutes > 0:
@@ -284,7 +284,7 @@ class ArawnCore:
                 await self._end(session, "idle")
                 session = None
         if session is None:
-            session = await self.repo.create_session(workstream_id, utc_now())
+            session = await self.repo.create_session(workstream_id, now)
             self.events.publish(ev.SessionStarted(workstream_id, session.id))
         return session
 
@@ -292,8 +292,9 @@ class ArawnCore:
     async def append_message(self, workstream_id: str, role: str, content: str,
                              metadata: dict | None = None) -> Message:
         """Store one message in the workstream's active session (starting one if needed)."""
-        session = await self._ensure_session(workstream_id)
-        msg = Message(new_id(), workstream_id, session.id, role, content, utc_now(), metadata)
+        now = utc_now()
+        session = await self._ensure_session(workstream_id, now)
+        msg = Message(new_id(), workstream_id, session.id, role, content, now, metadata)
         await self.repo.append_messages(workstream_id, [msg])
         self.events.publish(ev.MessageAdded(workstream_id, session.id, msg.id, role))
         return msg
@@ -370,28 +371,29 @@ class ArawnCore:
     async def compress(self, workstream_id: str, session_id: str | None = None, rebuild: bool = False) -> list[CompressionJob]:
         """Queue compression now (manual): the given or every not-yet-summarized ended session, then a reduce."""
         jobs: list[CompressionJob] = []
+        await self.queue.retry(workstream_id=workstream_id)  # a manual compress also retries what failed
         if rebuild:
             job = await self._enqueue(JobKind.REBUILD, workstream_id)
             return [job] if job else []
         sessions = await self.list_sessions(workstream_id)
+        if session_id and not any(s.id == session_id for s in sessions):
+            raise UsageError(f"no session {session_id} in this workstream")
+        in_flight = False
         for s in sessions:
-            if session_id and s.id != session_id:
+            if (session_id and s.id != session_id) or s.message_count == 0:
                 continue
-            if s.message_count == 0:
+            if s.compression in (CompressionStatus.PENDING, CompressionStatus.RUNNING):
+                in_flight = True
                 continue
             wanted = session_id is not None or s.compression in (CompressionStatus.NONE, CompressionStatus.STALE)
             if s.active and session_id is None:
                 wanted = False
-            if wanted:
-                job = await self._enqueue(JobKind.SESSION, workstream_id, s.id)
-                if job:
-                    jobs.append(job)
-        if not jobs:
-            job = await self._enqueue(JobKind.REDUCE, workstream_id)
-            if job:
+            if wanted and (job := await self._enqueue(JobKind.SESSION, workstream_id, s.id)):
                 jobs.append(job)
-        if session_id and not any(s.id == session_id for s in sessions):
-            raise UsageError(f"no session {session_id} in this workstream")
+        if not jobs and not in_flight:  # no session work: fold what is not folded yet
+            if job := await self._enqueue(JobKind.REDUCE, workstream_id):
+                jobs.append(job)
+        self.jobs_changed.set()
         return jobs
 
     async def claim_job(self, workstream_id: str | None = None) -> CompressionJob | None:
@@ -472,6 +474,16 @@ class ArawnCore:
         counts = await self.repo.reindex(progress)
         self.events.publish(ev.WorkstreamUpdated(""))
         return counts
+
+    async def search(self, query: str, workstream_id: str | None = None, role: str | None = None,
+                     since: str | None = None, limit: int = 20) -> list:
+        """Ranked full-text hits over messages and summaries; a malformed query is a UsageError."""
+        from arawn_core.search import QueryError, search
+
+        try:
+            return await search(self.db, self.repo.messages_path, query, workstream_id, role, since, limit)
+        except QueryError as exc:
+            raise UsageError(str(exc)) from None
 
     async def backend_info(self) -> BackendInfo:
         return await self.backend.info()

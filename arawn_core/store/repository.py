@@ -82,6 +82,7 @@ class Repository:
             id=new_id(), title=title, state=WorkstreamState.ACTIVE, tags=list(tags),
             created_at=now, updated_at=now, is_scratch=is_scratch,
         )
+        ensure_private_dir(self.ws_root)
         ensure_private_dir(self.ws_dir(ws.id))
         await self._append_event(ws.id, _ws_event(ws))
         async with self.db.transaction() as c:
@@ -202,6 +203,11 @@ class Repository:
             " VALUES (?,?,?,?,?,?,?)",
             [(m.id, m.workstream_id, m.session_id, m.role, m.timestamp, off, ln) for m, (off, ln) in items],
         )
+        await c.executemany(
+            "INSERT INTO messages_fts (rowid, content) SELECT m.rowid, ? FROM messages m WHERE m.id = ?"
+            " AND NOT EXISTS (SELECT 1 FROM messages_fts f WHERE f.rowid = m.rowid)",
+            [(m.content, m.id) for m, _ in items],
+        )
         per_session: dict[str, list[Message]] = {}
         for m, _ in items:
             per_session.setdefault(m.session_id, []).append(m)
@@ -299,7 +305,7 @@ class Repository:
     async def write_summary(self, c: Any, summary: Summary, folded: list[str] | None = None) -> None:
         """Inside the caller's transaction: the summary row and what points at it."""
         await c.execute(
-            "INSERT OR REPLACE INTO summaries (id, kind, workstream_id, session_id, text, model, prompt_version,"
+            "INSERT OR IGNORE INTO summaries (id, kind, workstream_id, session_id, text, model, prompt_version,"
             " input_chars, input_tokens, output_tokens, llm_calls, duration_s, input_hash, created_at, covers)"
             " VALUES (:id, :kind, :workstream_id, :session_id, :text, :model, :prompt_version, :input_chars,"
             " :input_tokens, :output_tokens, :llm_calls, :duration_s, :input_hash, :created_at, :covers)",
@@ -389,6 +395,7 @@ class Repository:
         async with self.db.transaction() as c:
             for table in ("messages", "summaries", "imports", "sessions", "workstreams"):
                 await c.execute(f"DELETE FROM {table}")
+            await c.execute("INSERT INTO messages_fts(messages_fts) VALUES ('delete-all')")
             for i, d in enumerate(dirs):
                 try:
                     ws_id = checked_id(d.name)

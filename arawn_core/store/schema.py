@@ -96,4 +96,24 @@ MIGRATIONS: list[str] = [
         value TEXT NOT NULL
     );
     """,
+    # 2: full-text search. Message text lives in JSONL, so its index is contentless
+    # (rowid = messages.rowid); summaries are small and indexed with their text.
+    """
+    CREATE VIRTUAL TABLE messages_fts USING fts5(
+        content, content='', tokenize='unicode61 remove_diacritics 2'
+    );
+    CREATE VIRTUAL TABLE summaries_fts USING fts5(
+        text, content='summaries', content_rowid='rowid', tokenize='unicode61 remove_diacritics 2'
+    );
+    CREATE TRIGGER summaries_fts_insert AFTER INSERT ON summaries BEGIN
+        INSERT INTO summaries_fts(rowid, text) VALUES (new.rowid, new.text);
+    END;
+    CREATE TRIGGER summaries_fts_delete AFTER DELETE ON summaries BEGIN
+        INSERT INTO summaries_fts(summaries_fts, rowid, text) VALUES ('delete', old.rowid, old.text);
+    END;
+    CREATE TRIGGER summaries_fts_update AFTER UPDATE ON summaries BEGIN
+        INSERT INTO summaries_fts(summaries_fts, rowid, text) VALUES ('delete', old.rowid, old.text);
+        INSERT INTO summaries_fts(rowid, text) VALUES (new.rowid, new.text);
+    END;
+    """,
 ]
