@@ -573,6 +573,9 @@ class LlamaRunner:
 _END = object()
 
 
+BASE_MODEL_STOPS: tuple[str, ...] = ("\n\n",)
+
+
 class EmbeddedBackend:
     """`LLMBackend` running a GGUF in-process (see the module docstring).
 
@@ -591,11 +594,15 @@ class EmbeddedBackend:
         *,
         n_threads: int | None = None,
         chat_format: str = "auto",
-        stop: Sequence[str] = (),
+        stop: Sequence[str] | None = None,
         selection_reason: str = "",
         progress: Progress | None = stderr_progress,
     ) -> None:
         default = model_path is None or str(model_path) == ""
+        if stop is None:
+            # The packaged model is a base model: it rarely ends its turn by itself, so a
+            # reply ends at its first blank line (else every summary would hit num_predict).
+            stop = BASE_MODEL_STOPS if default else ()
         path = default_model_path() if default else Path(model_path).expanduser()  # type: ignore[arg-type]
         self.host = str(path)
         self.model_override = model_name or (DEFAULT_MODEL_NAME if default else path.stem)
