@@ -480,6 +480,14 @@ class ArawnCore:
         """Ranked full-text hits over messages and summaries; a malformed query is a UsageError."""
         from arawn_core.search import QueryError, search
 
+        if since:
+            try:
+                when = datetime.fromisoformat(since.replace("Z", "+00:00"))
+                if when.tzinfo:
+                    when = when.astimezone(timezone.utc)
+                since = when.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if "T" in since else when.strftime("%Y-%m-%d")
+            except ValueError:
+                raise UsageError(f"--since {since!r} is not a date (use YYYY-MM-DD or an ISO timestamp)") from None
         try:
             return await search(self.db, self.repo.messages_path, query, workstream_id, role, since, limit)
         except QueryError as exc:
