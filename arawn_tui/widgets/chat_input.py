@@ -54,6 +54,12 @@ class ChatInput(TextArea):
         return True
 
     def action_submit(self) -> None:
+        # enter is a priority binding, so it runs from the app's queue while keys typed just
+        # before it may still wait in this widget's queue (fast typing, a paste, a busy CPU).
+        # Submitting from our own queue keeps the order: every earlier key lands first.
+        self.call_later(self._submit)
+
+    def _submit(self) -> None:
         text = self.text
         if not text.strip():
             return
