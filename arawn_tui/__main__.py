@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
+
+from arawn_core.config import Settings
+from arawn_core.llm.base import LLMBackend
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,11 +34,34 @@ def run_tui(argv: list[str]) -> int:
     except ConfigError as exc:
         print(f"arawn: {exc}", file=sys.stderr)
         return 2
+    backend = asyncio.run(prepare_backend(settings))
     from arawn_tui.factory import create_app
 
-    app = create_app(settings)
+    app = create_app(settings, backend)
     app.run()
     return int(app.return_code or 0)
+
+
+async def prepare_backend(settings: Settings) -> LLMBackend:
+    """Choose the backend before the screen takes over the terminal.
+
+    When that is the embedded default model and its file is not there yet, it
+    is assembled now, with progress on stderr where the user can see it.
+    """
+    from arawn_core.llm.select import make_backend
+
+    backend = await make_backend(settings)
+    if backend.kind == "embedded" and not settings.llm.model_path:
+        from pathlib import Path
+
+        from arawn_core.llm.embedded import ensure_default_model
+
+        if not Path(backend.host).is_file():
+            try:
+                await asyncio.to_thread(ensure_default_model, Path(backend.host))
+            except Exception as exc:  # the app still starts and shows the backend as unavailable
+                print(f"arawn: could not prepare the embedded model: {exc}", file=sys.stderr)
+    return backend
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ polled and closed from workers, and engine events become Textual messages.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import ClassVar
 
@@ -116,14 +117,16 @@ class ArawnApp(App[None]):
         if core is None or self._shutting_down:
             return
         self._shutting_down = True
-        self.main_screen.status.activity = "closing…"
+        if self.main_screen.is_attached:
+            self.main_screen.status.activity = "closing…"
         for timer in self._poll_timers:
             timer.stop()
         stopped = [w for w in self.workers if w.group in (COMPRESSION, "chat", "actions", "refresh")
                    and not w.is_finished]
         for worker in stopped:
             worker.cancel()
-        await self.workers.wait_for_complete(stopped)
+        # A cancelled worker's wait() raises WorkerCancelled: that is the expected end here.
+        await asyncio.gather(*(worker.wait() for worker in stopped), return_exceptions=True)
         core.events.unsubscribe(self._engine_event)
         try:
             await core.close()

@@ -73,6 +73,7 @@ class MainScreen(Screen[None]):
         self._dirty: set[str] = set()
         self._refresh_scheduled = False
         self._refresh_running = False
+        self.loaded = False  # the first workstream list is on screen
 
     # ---- layout --------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -161,6 +162,7 @@ class MainScreen(Screen[None]):
     async def on_workstreams_loaded(self, message: m.WorkstreamsLoaded) -> None:
         select = message.select or self.ws_id
         self.workstream_list.set_workstreams(message.workstreams, select)
+        self.loaded = True
         if not message.workstreams:
             self.ws_id = None
             self.session_list.set_sessions([])
