@@ -407,11 +407,19 @@ class LlamaRunner:
             size = -n + 1
 
     def is_end(self, token: int) -> bool:
+        """End of generation, or a control token (e.g. gemma's <start_of_turn>): the model
+        is starting a new turn, which would only be shown as garbage text."""
         llm = self._llm_any()
+        vocab = llm._model.vocab
         try:
-            return bool(self._llama_cpp.llama_vocab_is_eog(llm._model.vocab, int(token)))
+            if self._llama_cpp.llama_vocab_is_eog(vocab, int(token)):
+                return True
         except AttributeError:  # older bindings
             return int(token) == llm.token_eos()
+        try:
+            return bool(self._llama_cpp.llama_vocab_is_control(vocab, int(token)))
+        except AttributeError:
+            return False
 
     # ---- rendering -------------------------------------------------------
     def _pick_format(self, llm: Any) -> str:
