@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 
+from markdown_it import MarkdownIt
+
 # C0 controls except \t and \n, DEL, and C1 controls.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\x80-\x9f]")
 # Bidi embeddings/overrides/isolates ("Trojan source") and the BOM mid-text.
@@ -69,3 +71,12 @@ class StreamSanitizer:
     def flush(self) -> str:
         held, self._held_cr = self._held_cr, False
         return "\n" if held else ""
+
+
+def markdown_parser() -> MarkdownIt:
+    """The Markdown parser for content: GFM-like, with raw HTML shown as text.
+
+    Textual's default parser accepts HTML and then drops it from the page, so a
+    `<div>` in a reply would silently vanish; content must stay visible as written.
+    """
+    return MarkdownIt("gfm-like", {"html": False})

@@ -13,7 +13,7 @@ from textual.widgets.markdown import MarkdownStream
 
 from arawn_core.models import Message
 from arawn_tui.formatting import local_time
-from arawn_tui.sanitize import StreamSanitizer, inert
+from arawn_tui.sanitize import StreamSanitizer, inert, markdown_parser
 
 # Long transcripts mount only their tail first; "show earlier" mounts the rest.
 TAIL = 200
@@ -38,7 +38,7 @@ class ChatMessage(Vertical):
         parts = [header] + ([when] if when else []) + ([self.note] if self.note else [])
         yield Static(Content(" · ".join(parts)), classes="message-header")
         if self.role == "assistant":
-            yield Markdown(self.body_text, classes="message-body")
+            yield Markdown(self.body_text, classes="message-body", parser_factory=markdown_parser)
         else:
             yield Static(Content(self.body_text), classes="message-body")
 

@@ -9,7 +9,7 @@ from textual.widgets import Markdown, Static
 
 from arawn_core.models import CompressionStatus, Session, Summary, Workstream
 from arawn_tui.formatting import badge_label, local_time, provenance_line
-from arawn_tui.sanitize import inert, one_line
+from arawn_tui.sanitize import inert, markdown_parser, one_line
 
 
 class SummaryPanel(VerticalScroll):
@@ -22,10 +22,10 @@ class SummaryPanel(VerticalScroll):
         yield Static("Workstream summary", classes="panel-title")
         yield Static("", id="ws-meta", classes="provenance")
         yield Static("", id="ws-error", classes="error")
-        yield Markdown("", id="ws-summary")
+        yield Markdown("", id="ws-summary", parser_factory=markdown_parser)
         yield Static("Session summary", classes="panel-title")
         yield Static("", id="session-meta", classes="provenance")
-        yield Markdown("", id="session-summary")
+        yield Markdown("", id="session-summary", parser_factory=markdown_parser)
 
     def show_workstream(self, ws: Workstream | None, summary: Summary | None) -> None:
         self.workstream_summary = summary

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from textual.notifications import Notify
-from textual.widgets import Markdown
+from textual.widgets import Input, Markdown
 
 from arawn_core.llm.errors import ModelNotFound
 from arawn_core.models import CompressionStatus, JobState
@@ -30,7 +30,7 @@ async def new_workstream(pilot, title: str) -> str:
     app = pilot.app
     await pilot.press("ctrl+n")
     await wait_until(pilot, lambda: app.screen.__class__.__name__ == "TextPrompt", what="the dialog")
-    await pilot.press(*title)
+    app.screen.query_one(Input).value = title  # typing is covered elsewhere; keep tests quick
     await pilot.press("enter")
     wl = app.main_screen.query_one(WorkstreamList)
     await wait_until(pilot, lambda: any(w.title == title for w in wl.workstreams.values())
@@ -43,7 +43,7 @@ async def chat(pilot, text: str) -> None:
     app = pilot.app
     screen = app.main_screen
     screen.query_one(ChatInput).focus()
-    await pilot.press(*text)
+    screen.query_one(ChatInput).insert(text)
     await pilot.press("enter")
     await wait_until(pilot, lambda: screen.reply_worker is not None and screen.reply_worker.is_finished,
                      what="the reply")
