@@ -221,3 +221,21 @@ async def test_reading_one_session_does_not_scan_the_file(core: ArawnCore, monke
     assert [m.content[:5] for m in msgs] == ["s2 m0", "s2 m1", "s2 m2", "s2 m3"]
     size = core.repo.messages_path(ws.id).stat().st_size
     assert read[0] < size / 4
+
+
+async def test_compression_config_without_room_fails_once_with_the_keys_to_change(data_dir: Path, fake_backend) -> None:
+    from tests.conftest import make_settings
+
+    settings = make_settings(data_dir, "[llm]\nnum_ctx = 1024\n[workstream.compression]\nmax_summary_tokens = 1000\n"
+                                       "min_messages = 0\nverbatim_max_chars = 0\n")
+    core = await ArawnCore.open(settings, fake_backend)
+    ws = await core.create_workstream("tight")
+    await core.append_message(ws.id, "user", "hello")
+    await core.end_session(ws.id)
+    outcomes = await core.work_queue()
+    assert [o.ok for o in outcomes] == [False] and not outcomes[0].will_retry
+    job = (await core.list_jobs())[0]
+    assert job.state.value == "failed" and job.attempts == 1
+    assert "num_ctx" in job.last_error and "max_summary_tokens" in job.last_error
+    assert fake_backend.calls == 0
+    await core.close(end_sessions=False)

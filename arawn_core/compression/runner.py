@@ -16,7 +16,7 @@ from typing import Callable
 
 from arawn_core import events as ev
 from arawn_core.compression.budget import TokenEstimator
-from arawn_core.compression.mapreduce import Summarizer, SummarizerConfig, SummaryResult
+from arawn_core.compression.mapreduce import CompressionError, Summarizer, SummarizerConfig, SummaryResult
 from arawn_core.compression.prompts import PROMPT_VERSION
 from arawn_core.config import Settings
 from arawn_core.llm.base import LLMBackend
@@ -95,7 +95,10 @@ class JobRunner:
             model=self.model(), num_ctx=self.settings.llm.num_ctx, max_summary_tokens=c.max_summary_tokens,
             safety_margin_tokens=c.safety_margin_tokens, max_concurrency=c.max_concurrency, fan_in=c.fan_in,
         )
-        return Summarizer(self.backend, cfg, self.estimator)
+        try:
+            return Summarizer(self.backend, cfg, self.estimator)
+        except ValueError as exc:  # the config leaves no room for input: permanent, with the keys to change
+            raise CompressionError(str(exc)) from None
 
     async def run(self, job: CompressionJob) -> JobOutcome:
         self.bus.publish(ev.JobStarted(job.workstream_id, job.id, job.kind.value, job.session_id))
