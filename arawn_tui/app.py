@@ -15,7 +15,7 @@ from textual import on, work
 from textual.app import App
 from textual.binding import Binding
 from textual.timer import Timer
-from textual.worker import Worker, WorkerState
+from textual.worker import Worker, WorkerState, get_current_worker
 
 from arawn_core import events as ev
 from arawn_core.config import Settings
@@ -30,12 +30,15 @@ from arawn_tui.screens.main import MainScreen
 log = logging.getLogger(__name__)
 
 COMPRESSION = "compression"
+# Worker groups that only read, wait on the LLM or wait on a dialog: safe to cancel at quit.
+CANCEL_ON_QUIT = frozenset({"chat", "dialog", "refresh", "load-list", "load-ws", "load-session", "poll", "queue"})
 
 
 class ArawnApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "arawn"
-    COMMANDS = App.COMMANDS | {ArawnCommands}
+    # Only our provider: it lists every action (incl. theme, keys, quit) in a fixed order.
+    COMMANDS = {ArawnCommands}
     BINDINGS: ClassVar = [
         Binding("ctrl+q", "quit", "Quit", id="arawn.quit", priority=True,
                 tooltip="Quit (ends live sessions; queued compressions resume next time)"),
@@ -59,6 +62,7 @@ class ArawnApp(App[None]):
         self._poll_timers: list[Timer] = []
         self._warned_jobs: set[str] = set()
         self._shutting_down = False
+        self._workers_in_job: set[Worker] = set()
 
     # ---- lifecycle ---------------------------------------------------------------
     async def on_mount(self) -> None:
@@ -92,7 +96,7 @@ class ArawnApp(App[None]):
         ]
         if minutes > 0:
             idle_every = max(1.0, min(self.IDLE_POLL_MAX_S, minutes * 60 / 4))
-            self._poll_timers.append(self.set_interval(idle_every, self.end_idle_sessions, name="idle-poll"))
+            self._poll_timers.append(self.set_interval(idle_every, self.check_idle_sessions, name="idle-poll"))
 
     def _engine_event(self, event: ev.Event) -> None:
         """Engine callback (runs inside whatever awaited the engine): only posts a message."""
@@ -108,10 +112,14 @@ class ArawnApp(App[None]):
         await self.close_core()
 
     async def close_core(self) -> None:
-        """Stop workers (a stopped job goes back to pending), then close the core.
+        """Stop the background work, then close the core.
 
-        `core.close()` ends live sessions if `end_sessions_on_quit`; their
-        compression stays queued and resumes at the next start.
+        Workers inside an LLM call (a reply, a compression job) are cancelled:
+        a stopped reply is stored as interrupted, a stopped job goes back to
+        pending. Short database writes (ending a session, claiming a job) are
+        waited for, not cancelled: a cancel landing inside one could leave the
+        connection mid-transaction. `core.close()` then ends live sessions if
+        `end_sessions_on_quit`; their compression stays queued for next time.
         """
         core = self.core
         if core is None or self._shutting_down:
@@ -121,15 +129,17 @@ class ArawnApp(App[None]):
             self.main_screen.status.activity = "closing…"
         for timer in self._poll_timers:
             timer.stop()
-        stopped = [w for w in self.workers if w.group in (COMPRESSION, "chat", "actions", "refresh")
-                   and not w.is_finished]
-        for worker in stopped:
-            worker.cancel()
+        pending = [w for w in self.workers if not w.is_finished and w.group != "core"]
+        for worker in pending:
+            if worker.group in CANCEL_ON_QUIT or worker in self._workers_in_job:
+                worker.cancel()
         # A cancelled worker's wait() raises WorkerCancelled: that is the expected end here.
-        await asyncio.gather(*(worker.wait() for worker in stopped), return_exceptions=True)
+        await asyncio.gather(*(worker.wait() for worker in pending), return_exceptions=True)
         core.events.unsubscribe(self._engine_event)
         try:
             await core.close()
+        except Exception:  # at exit there is no screen left to show it; recovery runs at next start
+            log.exception("closing the core failed; unfinished work is recovered at the next start")
         finally:
             self.core = None
 
@@ -146,12 +156,20 @@ class ArawnApp(App[None]):
 
     @work(group=COMPRESSION, exit_on_error=False, description="compression jobs")
     async def work_jobs(self) -> None:
+        """Claim and run due jobs until none is due. Only `run_job` is ever cancelled (see close_core)."""
+        worker = get_current_worker()
         while (core := self.core) is not None and not self._shutting_down:
-            job = await core.claim_job(None)
-            if job is None:
+            if not await core.queue_length():  # a read: the idle poll never opens a write transaction
                 return
+            job = await core.claim_job(None)
+            if job is None or self._shutting_down:
+                return  # a job claimed while quitting stays `running`; start-up puts it back to pending
             self.call_later(self.pump_jobs)
-            outcome = await core.run_job(job)
+            self._workers_in_job.add(worker)
+            try:
+                outcome = await core.run_job(job)
+            finally:
+                self._workers_in_job.discard(worker)
             if not outcome.ok and isinstance(outcome.error, BackendUnavailable):
                 return  # don't hammer a down backend; the poll retries when the job is due
 
@@ -194,10 +212,15 @@ class ArawnApp(App[None]):
         if core is not None:
             self.main_screen.post_message(m.QueueLength(await core.queue_length()))
 
-    @work(group="idle", exclusive=True, exit_on_error=False)
+    def check_idle_sessions(self) -> None:
+        # Not `exclusive`: a new check must not cancel one that is writing.
+        if not any(w.group == "idle" and not w.is_finished for w in self.workers):
+            self.end_idle_sessions()
+
+    @work(group="idle", exit_on_error=False)
     async def end_idle_sessions(self) -> None:
         core = self.core
-        if core is None:
+        if core is None or self._shutting_down:
             return
         ended = await core.end_idle_sessions()
         if ended:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from typing import Any, Callable, TextIO
@@ -11,8 +12,20 @@ from arawn_core import events as ev
 from arawn_core.models import CompressionJob, Message, Session, Summary, Workstream
 
 
+_C1 = re.compile("[\x7f-\x9f]")
+
+
+def escape_c1(json_text: str) -> str:
+    """JSON text with DEL and C1 controls (U+0080-U+009F: CSI, OSC ... in 8 bits) as \\u escapes.
+
+    json escapes C0 controls itself but writes these raw; inside JSON they can only be in strings,
+    where the escape means the same character, so the document parses to exactly the same data.
+    """
+    return _C1.sub(lambda m: f"\\u{ord(m.group()):04x}", json_text)
+
+
 def print_json(doc: Any) -> None:
-    json.dump(doc, sys.stdout, ensure_ascii=False, indent=2, default=str)
+    sys.stdout.write(escape_c1(json.dumps(doc, ensure_ascii=False, indent=2, default=str)))
     sys.stdout.write("\n")
 
 
@@ -54,7 +67,7 @@ def session_table(sessions: list[Session]) -> None:
 
 def ws_show(ws: Workstream, summary: Summary | None, sessions: list[Session]) -> None:
     print(f"{inert(ws.title)}  ({ws.id})")
-    print(f"state: {ws.state.value}  tags: {', '.join(ws.tags) or '-'}  compression: {_badge(ws)}")
+    print(f"state: {ws.state.value}  tags: {inert(', '.join(ws.tags)) or '-'}  compression: {_badge(ws)}")
     if ws.last_error:
         print(f"last error: {inert(ws.last_error)}")
     if summary:
@@ -80,7 +93,7 @@ def jobs_table(jobs: list[CompressionJob]) -> None:
 def search_hits(hits: list[Any]) -> None:
     for h in hits:
         d = h.to_dict()
-        print(f"{d.get('workstream_title', '')} / {d.get('session_id', '')} [{d.get('role', '')}]"
+        print(f"{inert(d.get('workstream_title', ''))} / {d.get('session_id', '')} [{d.get('role', '')}]"
               f" {d.get('timestamp', '')[:19]}\n  {inert(d.get('snippet', ''))}")
 
 
@@ -88,7 +101,7 @@ def doctor(doc: dict[str, Any]) -> None:
     ok = "ok" if doc["reachable"] else "UNREACHABLE"
     print(f"config:      {doc['config']}")
     print(f"data dir:    {doc['data_dir']} ({doc['data_dir_mode']})")
-    print(f"backend:     {doc['backend']} at {doc['host']}: {ok} {doc['detail']}".rstrip())
+    print(inert(f"backend:     {doc['backend']} at {doc['host']}: {ok} {doc['detail']}".rstrip()))
     print(f"model:       {doc['model']} ({'present' if doc['model_present'] else 'NOT FOUND'})")
     print(f"compression: {doc['compression_model']}, num_ctx {doc['num_ctx']},"
           f" max_summary_tokens {doc['max_summary_tokens']}")
@@ -150,7 +163,8 @@ class ProgressReporter(_Line):
             self.show(f"compressing: {event.kind} job {event.job_id[:8]} done", force=True)
         elif isinstance(event, ev.JobFailed):
             retry = " (will retry)" if event.will_retry else ""
-            self.show(f"compressing: {event.kind} job {event.job_id[:8]} failed: {event.error}{retry}", force=True)
+            self.show(f"compressing: {event.kind} job {event.job_id[:8]} failed: {inert(event.error)}{retry}",
+                      force=True)
 
 
 class ByteProgress(_Line):

@@ -60,17 +60,15 @@ def duration(started: str, ended: str | None) -> str:
 
 
 def provenance_line(p: Provenance, covers: int | None = None, stale: bool = False) -> str:
-    """Who made a summary, when, from how much: model · date · sessions · tokens · calls."""
+    """Who made a summary, when, from how much: model · date · sessions covered · tokens."""
     parts = [p.model if p.model != "verbatim" else "stored verbatim (too short to summarize)",
              local_time(p.created_at)]
     if covers is not None:
         parts.append(f"{covers} session{'s' if covers != 1 else ''} covered")
     if p.llm_calls:
-        parts.append(f"{p.input_tokens}→{p.output_tokens} tokens, {p.llm_calls} call{'s' if p.llm_calls != 1 else ''}")
-    if p.prompt_version and p.model != "verbatim":
-        parts.append(f"prompt {p.prompt_version}")
+        parts.append(f"{p.input_tokens}→{p.output_tokens} tokens in {p.llm_calls} call{'s' if p.llm_calls != 1 else ''}")
     if stale:
-        parts.append("stale (model or prompt changed: ctrl+k to redo)")
+        parts.append(f"stale (prompt {p.prompt_version} or model changed: ctrl+k redoes it)")
     return " · ".join(part for part in parts if part)
 
 

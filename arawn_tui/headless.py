@@ -138,13 +138,13 @@ async def cmd_ws(core: ArawnCore, args: argparse.Namespace) -> int:
         out.emit(args, doc, lambda: out.ws_show(ws, summary, sessions))
     elif args.ws_cmd == "archive":
         ws = await core.archive_workstream((await core.resolve_workstream(args.ws)).id)
-        out.emit(args, ws.to_dict(), lambda: print(f"archived {ws.id} {ws.title}"))
+        out.emit(args, ws.to_dict(), lambda: print(f"archived {ws.id} {out.inert(ws.title)}"))
     elif args.ws_cmd == "rename":
         ws = await core.rename_workstream((await core.resolve_workstream(args.ws)).id, args.title)
-        out.emit(args, ws.to_dict(), lambda: print(f"renamed {ws.id} to {ws.title}"))
+        out.emit(args, ws.to_dict(), lambda: print(f"renamed {ws.id} to {out.inert(ws.title)}"))
     elif args.ws_cmd == "tag":
         ws = await core.set_tags((await core.resolve_workstream(args.ws)).id, args.tags)
-        out.emit(args, ws.to_dict(), lambda: print(f"{ws.id} tags: {', '.join(ws.tags) or '-'}"))
+        out.emit(args, ws.to_dict(), lambda: print(f"{ws.id} tags: {out.inert(', '.join(ws.tags)) or '-'}"))
     return EXIT_OK
 
 
@@ -157,7 +157,7 @@ async def cmd_chat(core: ArawnCore, args: argparse.Namespace) -> int:
     async for piece in core.send(ws.id, text):
         parts.append(piece)
         if not args.json:
-            sys.stdout.write(piece)
+            sys.stdout.write(out.inert(piece))  # the model's text: no terminal escapes reach the terminal
             sys.stdout.flush()
     session = await core.active_session(ws.id)
     if args.json:
@@ -204,7 +204,7 @@ async def _work(core: ArawnCore, workstream_id: str | None, args: argparse.Names
         raise CliError(f"{err} (the work stays queued; run `arawn --headless jobs run` later)", EXIT_UNREACHABLE)
     failed = [o for o in outcomes if not o.ok and not o.will_retry]
     for o in failed:
-        print(f"arawn: job {o.job.id} ({o.job.kind.value}) failed: {o.error}", file=sys.stderr)
+        print(f"arawn: job {o.job.id} ({o.job.kind.value}) failed: {out.inert(str(o.error))}", file=sys.stderr)
     return EXIT_FAILED if failed else EXIT_OK
 
 
@@ -216,7 +216,7 @@ async def cmd_compress(core: ArawnCore, args: argparse.Namespace) -> int:
     code = await _work(core, ws.id, args)
     summary = await core.workstream_summary(ws.id)
     out.emit(args, summary.to_dict() if summary else None,
-             lambda: print(summary.text if summary else "(no summary yet)"))
+             lambda: print(out.inert(summary.text) if summary else "(no summary yet)"))
     return code
 
 
@@ -226,7 +226,7 @@ async def cmd_summary(core: ArawnCore, args: argparse.Namespace) -> int:
     if summary is None:
         what = f"session {args.session}" if args.session else f"workstream {ws.title!r}"
         raise CliError(f"no summary for {what} yet (run `compress`)", EXIT_FAILED)
-    out.emit(args, summary.to_dict(), lambda: print(summary.text))
+    out.emit(args, summary.to_dict(), lambda: print(out.inert(summary.text)))
     return EXIT_OK
 
 
@@ -236,7 +236,7 @@ async def cmd_import(core: ArawnCore, args: argparse.Namespace) -> int:
     report = await core.import_file(Path(args.path), args.format, ws_id, reporter.update)
     reporter.close()
     for problem in report.problems:
-        print(f"arawn: {args.path}: {problem.where}: {problem.reason} (skipped)", file=sys.stderr)
+        print(out.inert(f"arawn: {args.path}: {problem.where}: {problem.reason} (skipped)"), file=sys.stderr)
     code = EXIT_OK
     if args.compress and report.conversations_imported:
         await core.compress(report.workstream_id)
@@ -257,7 +257,8 @@ async def cmd_import(core: ArawnCore, args: argparse.Namespace) -> int:
 async def cmd_export(core: ArawnCore, args: argparse.Namespace) -> int:
     ws = await core.resolve_workstream(args.ws)
     async for chunk in core.export(ws.id, args.format):
-        sys.stdout.write(chunk)
+        # markdown is for reading: shown inert; jsonl is data: control characters as JSON escapes
+        sys.stdout.write(out.inert(chunk) if args.format == "markdown" else out.escape_c1(chunk))
     sys.stdout.flush()
     return EXIT_OK
 
@@ -345,5 +346,5 @@ def run(argv: list[str], backend: LLMBackend | None = None) -> int:
 
 
 def _fail(message: str, code: int) -> int:
-    print(f"arawn: {message}", file=sys.stderr)
+    print(f"arawn: {out.inert(message)}", file=sys.stderr)  # may quote a server's or a file's text
     return code

@@ -504,6 +504,12 @@ class MainScreen(Screen[None]):
         panel = self.summary_panel
         panel.display = not panel.display
 
+    def action_toggle_help(self) -> None:
+        if self.query("HelpPanel"):
+            self.app.action_hide_help_panel()
+        else:
+            self.app.action_show_help_panel()
+
     async def action_show_whole_transcript(self) -> None:
         await self.chat.show_all()
 
@@ -512,7 +518,7 @@ class MainScreen(Screen[None]):
         if self._need_core() is not None:
             self.new_workstream()
 
-    @work(group="dialog", exclusive=True, exit_on_error=False)
+    @work(group="dialog", exit_on_error=False)
     async def new_workstream(self) -> None:
         title = await self.app.push_screen_wait(TextPrompt("New workstream", placeholder="Title", action="Create"))
         core = self.core
@@ -526,7 +532,7 @@ class MainScreen(Screen[None]):
         if self._need_core() is not None and self._need_workstream() is not None:
             self.rename_workstream(self.ws_id)
 
-    @work(group="dialog", exclusive=True, exit_on_error=False)
+    @work(group="dialog", exit_on_error=False)
     async def rename_workstream(self, ws_id: str) -> None:
         current = self.workstream_list.workstreams.get(ws_id)
         title = await self.app.push_screen_wait(
@@ -539,7 +545,7 @@ class MainScreen(Screen[None]):
         if self._need_core() is not None and self._need_workstream() is not None:
             self.archive_workstream(self.ws_id)
 
-    @work(group="dialog", exclusive=True, exit_on_error=False)
+    @work(group="dialog", exit_on_error=False)
     async def archive_workstream(self, ws_id: str) -> None:
         name = self.workstream_list.title_of(ws_id)
         ok = await self.app.push_screen_wait(Confirm(
@@ -553,7 +559,7 @@ class MainScreen(Screen[None]):
         if self._need_core() is not None and self._need_workstream() is not None:
             self.set_model(self.ws_id)
 
-    @work(group="dialog", exclusive=True, exit_on_error=False)
+    @work(group="dialog", exit_on_error=False)
     async def set_model(self, ws_id: str) -> None:
         core = self.core
         assert core is not None
@@ -570,7 +576,7 @@ class MainScreen(Screen[None]):
         if self._need_core() is not None and self._need_workstream() is not None:
             self.set_system_prompt(self.ws_id)
 
-    @work(group="dialog", exclusive=True, exit_on_error=False)
+    @work(group="dialog", exit_on_error=False)
     async def set_system_prompt(self, ws_id: str) -> None:
         core = self.core
         assert core is not None

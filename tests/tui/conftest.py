@@ -124,9 +124,11 @@ def write_conversations(path: Path, conversations: list[list[tuple[str, str, str
 
 
 def pin_summary_times(settings: Settings) -> None:
-    """Summaries record when they were made; pin that for stable pictures."""
+    """Summaries record when they were made and (with the engine's prompts) how many
+    tokens they took; pin both so pictures do not change with the clock or a prompt edit."""
     with sqlite3.connect(settings.data_dir / "arawn.db") as db:
-        db.execute("UPDATE summaries SET created_at = ?, duration_s = 1.0", (FIXED_TS,))
+        db.execute("UPDATE summaries SET created_at = ?, duration_s = 1.0, input_tokens = 600, output_tokens = 40",
+                   (FIXED_TS,))
 
 
 async def open_core(settings: Settings, fake: FakeBackend | None = None) -> ArawnCore:
