@@ -332,3 +332,30 @@ async def test_summary_panel_toggles(make_app):
         assert not panel.display
         await pilot.press("f2")
         assert panel.display
+
+
+async def test_at_most_max_concurrency_job_workers(tui_settings, make_app, backend: FakeBackend):
+    core = await open_core(tui_settings)
+    ids = []
+    for n in range(4):
+        ws = await core.create_workstream(f"Busy {n}")
+        async for _ in core.send(ws.id, f"work MARKER-b{n}"):
+            pass
+        await core.end_session(ws.id)  # four session jobs queued
+        ids.append(ws.id)
+    await core.close(end_sessions=False)
+
+    backend.pause()
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await wait_until(pilot, lambda: backend.in_flight == 2, what="two jobs in flight")
+        await pilot.pause(0.5)  # several poll ticks later, still two
+        workers = [w for w in app.workers if w.group == "compression" and not w.is_finished]
+        assert len(workers) == 2 and backend.in_flight == 2
+        assert sorted(badge_of(app, i) for i in ids).count("running") == 2
+        backend.resume()
+        await wait_until(pilot, lambda: all(badge_of(app, i) == "done" for i in ids), timeout=20, what="all done")
+        assert backend.max_in_flight == 2
+        await settle(pilot)
+        await pilot.press("ctrl+q")

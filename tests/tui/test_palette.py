@@ -125,3 +125,18 @@ async def test_hostile_content_is_shown_inert(make_app, backend):
         title = str(app.main_screen.query_one("#chat-title").render())
         assert "[red]Title[/]␛[1m" in title
         await settle(pilot)
+
+
+async def test_change_theme_from_the_palette(make_app):
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        before = app.theme
+        await run_command(pilot, "change theme", None)
+        await wait_until(pilot, lambda: isinstance(app.screen, CommandPalette), what="theme picker")
+        app.screen.query_one(Input).value = "nord"
+        await wait_until(pilot, lambda: app.screen.query_one("CommandList", OptionList).option_count > 0,
+                         what="theme hits")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: app.theme == "nord", what="theme applied")
+        assert before != "nord"
