@@ -72,10 +72,10 @@ class ArawnApp(App[None]):
             self.notify(f"Unknown theme {self.settings.ui.theme!r}; using the default.", severity="warning",
                         markup=False)
         self.main_screen = MainScreen()
-        await self.push_screen(self.main_screen)
         if self.core is None:
-            self.open_core()
-        else:
+            self.open_core()  # opens while the screen is being built; its messages wait in the queue
+        await self.push_screen(self.main_screen)
+        if self.core is not None:
             self._core_opened(self.core)
 
     @work(group="core", exit_on_error=False)

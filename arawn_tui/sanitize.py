@@ -4,7 +4,7 @@ Text from the model, from imports or from the user may carry terminal escape
 sequences, control characters or bidi overrides. Rendered raw they could move
 the cursor, change colours, or reorder what the user reads. Every piece of
 stored content passes through `inert` before it reaches a widget; widgets then
-render it as `Text`/`Markdown` (never as Rich/Textual markup).
+render it as `Content` or Markdown (never as Rich/Textual markup).
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ class StreamSanitizer:
 def markdown_parser() -> MarkdownIt:
     """The Markdown parser for content: GFM-like, with raw HTML shown as text.
 
-    Textual's default parser accepts HTML and then drops it from the page, so a
-    `<div>` in a reply would silently vanish; content must stay visible as written.
+    The usual parsers accept HTML and then the renderers drop it, so a `<div>`
+    in a reply would silently vanish; content must stay visible as written.
     """
     return MarkdownIt("gfm-like", {"html": False})

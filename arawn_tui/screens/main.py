@@ -17,18 +17,19 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import Footer, OptionList, Static
 from textual.worker import Worker
 
 from arawn_core.core import UsageError
 from arawn_core.llm.errors import LLMError
-from arawn_core.models import CompressionStatus, Session, WorkstreamState
+from arawn_core.models import Session, WorkstreamState
 from arawn_core.store.repository import NotFound
 from arawn_tui import messages as m
 from arawn_tui.formatting import local_time
 from arawn_tui.sanitize import inert, one_line
 from arawn_tui.screens.dialogs import DEFAULT_MODEL, Confirm, ModelPicker, MultilinePrompt, TextPrompt
-from arawn_tui.widgets.chat_input import ChatInput
+from arawn_tui.widgets.chat_input import PLACEHOLDER, ChatInput
 from arawn_tui.widgets.chat_view import ChatView
 from arawn_tui.widgets.session_list import SessionList
 from arawn_tui.widgets.status_bar import StatusBar
@@ -43,7 +44,9 @@ LIVE_HINT = ("A new session starts with your first message; the model gets the w
              "as its starting context.")
 EMPTY_HINT = ("No workstreams yet. ctrl+n creates one; or just type: the chat goes to the Scratch "
               "workstream.")
+READ_ONLY_PLACEHOLDER = "Read-only transcript of an ended session — escape returns to the live chat"
 REFRESH_DELAY_S = 0.1  # coalesce bursts of engine events into one reload
+SELECT_SETTLE_S = 0.1  # load a workstream once the list highlight rests this long
 
 
 class MainScreen(Screen[None]):
@@ -58,8 +61,10 @@ class MainScreen(Screen[None]):
         Binding("ctrl+r", "retry", "Retry", id="arawn.retry", priority=True,
                 tooltip="Retry failed compression jobs"),
         Binding("ctrl+f", "search", "Search", id="arawn.search", priority=True, show=False),
-        Binding("escape", "stop", "Stop", id="arawn.stop",
-                tooltip="Stop the reply being written (or leave a read-only transcript)"),
+        # One key, two meanings; check_action enables the one that applies (the footer shows it).
+        Binding("escape", "stop", "Stop reply", id="arawn.stop", tooltip="Stop the reply being written"),
+        Binding("escape", "back_to_live", "Back to chat", id="arawn.back_to_live",
+                tooltip="Leave the read-only transcript"),
         Binding("f2", "toggle_summary", "Summary", id="arawn.toggle_summary", show=False,
                 tooltip="Show or hide the summary panel"),
     ]
@@ -74,6 +79,8 @@ class MainScreen(Screen[None]):
         self._refresh_scheduled = False
         self._refresh_running = False
         self.loaded = False  # the first workstream list is on screen
+        self._escape_state = (False, False)
+        self._select_timer: Timer | None = None
 
     # ---- layout --------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -144,8 +151,18 @@ class MainScreen(Screen[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "stop":
-            return self.replying or self.viewing_session is not None
+            return self.replying
+        if action == "back_to_live":
+            return not self.replying and self.viewing_session is not None
         return True
+
+    def _update_stop_key(self) -> None:
+        """Show escape in the footer only while it does something; refreshing the bindings
+        rebuilds the footer, so only do it when that changes."""
+        state = (self.replying, self.viewing_session is not None)
+        if state != self._escape_state:
+            self._escape_state = state
+            self.refresh_bindings()
 
     # ---- start-up --------------------------------------------------------------------
     def on_core_ready(self, _: m.CoreReady) -> None:
@@ -185,10 +202,18 @@ class MainScreen(Screen[None]):
         ws_id = event.option.id
         if ws_id is None or ws_id == self.ws_id:
             return
+        first = self.ws_id is None
         self.ws_id = ws_id
         self.viewing_session = None
         self._set_title()
-        self.load_workstream(ws_id)
+        if self._select_timer is not None:
+            self._select_timer.stop()
+        if first:
+            self.load_workstream(ws_id)
+        else:
+            # Arrowing through the list repaints the highlight at once; the sessions, summary
+            # and chat load once the highlight rests, not for every row passed on the way.
+            self._select_timer = self.set_timer(SELECT_SETTLE_S, lambda: self.load_workstream(ws_id))
 
     @work(group="load-ws", exclusive=True, exit_on_error=False)
     async def load_workstream(self, ws_id: str, with_chat: bool = True) -> None:
@@ -236,7 +261,6 @@ class MainScreen(Screen[None]):
             chat_input.set_history([x.content for x in message.messages if x.role == "user"])
         await self.chat.show(message.messages, "" if message.read_only else LIVE_HINT)
         self._set_title()
-        self.refresh_bindings()
 
     @on(OptionList.OptionHighlighted, "#sessions")
     def session_highlighted(self, event: OptionList.OptionHighlighted) -> None:
@@ -292,7 +316,10 @@ class MainScreen(Screen[None]):
                 ("  (escape: back to the live chat)", "$text-muted")))
         else:
             title.update(Content.assemble((name, "bold"), ("  live chat", "$text-muted")))
-        self.chat_input.disabled = self.viewing_session is not None
+        read_only = self.viewing_session is not None
+        self.chat_input.disabled = read_only
+        self.chat_input.placeholder = READ_ONLY_PLACEHOLDER if read_only else PLACEHOLDER
+        self._update_stop_key()
 
     # ---- engine events -------------------------------------------------------------
     def on_workstream_changed(self, message: m.WorkstreamChanged) -> None:
@@ -388,7 +415,7 @@ class MainScreen(Screen[None]):
         await self.chat.begin_reply()
         self.reply_ws = self.ws_id
         self.reply_worker = self.stream_reply(self.ws_id, event.text)
-        self.refresh_bindings()
+        self._update_stop_key()
 
     @work(group="chat", exit_on_error=False)
     async def stream_reply(self, ws_id: str | None, text: str) -> None:
@@ -417,9 +444,9 @@ class MainScreen(Screen[None]):
             self.reply_ws = message.workstream_id
             self.load_workstreams(message.workstream_id)
 
-    async def on_reply_piece(self, message: m.ReplyPiece) -> None:
+    def on_reply_piece(self, message: m.ReplyPiece) -> None:
         if self.chat.replying and message.workstream_id == self.reply_ws:
-            await self.chat.write_reply(message.text)
+            self.chat.write_reply(message.text)
 
     async def on_reply_ended(self, message: m.ReplyEnded) -> None:
         showing = self.chat.replying
@@ -428,13 +455,11 @@ class MainScreen(Screen[None]):
             await self.chat.add_notice(f"No reply: {message.error}", "error")
         elif showing and message.stopped:
             await self.chat.add_notice("Stopped. The partial reply was kept.", "hint")
-        self.refresh_bindings()
+        self._update_stop_key()
 
     def action_stop(self) -> None:
         if self.replying and self.reply_worker is not None:
             self.reply_worker.cancel()
-        elif self.viewing_session is not None:
-            self.action_back_to_live()
 
     # ---- session and compression actions ------------------------------------------------
     def action_end_session(self) -> None:
@@ -611,7 +636,3 @@ class MainScreen(Screen[None]):
     # ---- for the app ----------------------------------------------------------------------------
     def workstream_title(self, ws_id: str) -> str:
         return self.workstream_list.title_of(ws_id)
-
-    def badge_of(self, ws_id: str) -> CompressionStatus | None:
-        ws = self.workstream_list.workstreams.get(ws_id)
-        return ws.compression if ws else None

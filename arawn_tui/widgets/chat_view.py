@@ -1,22 +1,31 @@
 """The chat transcript: one block per message, the reply streaming in as Markdown.
 
 Content is made inert (`sanitize.inert`) and rendered as plain `Content` (user
-turns) or `Markdown` (model turns); neither interprets Rich/Textual markup.
+turns) or `MarkdownText` (model turns); neither interprets Rich/Textual markup.
 """
 
 from __future__ import annotations
 
+from functools import partial
+
 from textual.containers import Vertical, VerticalScroll
 from textual.content import Content
-from textual.widgets import Markdown, Static
-from textual.widgets.markdown import MarkdownStream
+from textual.timer import Timer
+from textual.widgets import Static
 
 from arawn_core.models import Message
 from arawn_tui.formatting import local_time
-from arawn_tui.sanitize import StreamSanitizer, inert, markdown_parser
+from arawn_tui.sanitize import StreamSanitizer, inert
+from arawn_tui.widgets.markdown_text import MarkdownText
 
-# Long transcripts mount only their tail first; "show earlier" mounts the rest.
+# A transcript is mounted newest first, in batches (about 10 ms a message), so
+# the screen answers keys while a long session fills in; at most TAIL messages
+# are mounted unless the user asks for the whole transcript.
+FIRST_BATCH = 12
+BATCH = 12
 TAIL = 200
+# A streaming reply is re-rendered at most this often, however fast tokens come.
+STREAM_REFRESH_S = 0.05
 
 ROLE_LABEL = {"user": "you", "assistant": "model", "system": "system", "tool_use": "tool call",
               "tool_result": "tool result", "agent_push": "agent"}
@@ -38,7 +47,7 @@ class ChatMessage(Vertical):
         parts = [header] + ([when] if when else []) + ([self.note] if self.note else [])
         yield Static(Content(" · ".join(parts)), classes="message-header")
         if self.role == "assistant":
-            yield Markdown(self.body_text, classes="message-body", parser_factory=markdown_parser)
+            yield MarkdownText(self.body_text, classes="message-body")
         else:
             yield Static(Content(self.body_text), classes="message-body")
 
@@ -58,35 +67,55 @@ class ChatView(VerticalScroll):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.messages: list[Message] = []
-        self.reply_text: list[str] = []
-        self._stream: MarkdownStream | None = None
+        self.reply_text: list[str] = []  # raw pieces of the reply being streamed (for copy)
+        self._reply_body: MarkdownText | None = None
+        self._reply_shown = ""
         self._sanitizer = StreamSanitizer()
-        self._reply_markdown: Markdown | None = None
+        self._flush_timer: Timer | None = None
+        self._generation = 0  # bumps on every show(): stale batch timers stop
+        self._earlier: list[Message] = []  # older messages still to mount
+        self._not_mounted = 0  # beyond TAIL: mounted only on request
 
     async def show(self, messages: list[Message], hint: str = "") -> None:
-        """Replace everything with `messages` (only the last TAIL mounted at first)."""
+        """Replace everything with `messages`: the newest at once, older ones in batches."""
         await self.end_reply()
+        self._generation += 1
         self.messages = list(messages)
         self.reply_text = []
         await self.remove_children()
-        widgets: list = []
-        if len(messages) > TAIL:
-            widgets.append(ChatNotice(f"{len(messages) - TAIL} earlier messages not shown: "
-                                      "use the palette's 'Show the whole transcript'", "hint"))
-        widgets.extend(ChatMessage(m.role, m.content, m.timestamp,
-                                   note="stopped" if (m.metadata or {}).get("interrupted") else "")
-                       for m in messages[-TAIL:])
+        tail = messages[-TAIL:]
+        widgets: list = [_message_widget(m) for m in tail[-FIRST_BATCH:]]
         if not messages and hint:
             widgets.append(ChatNotice(hint, "hint"))
         if widgets:
             await self.mount_all(widgets)
         self.scroll_end(animate=False)
         self.anchor()
+        self._earlier = tail[:-FIRST_BATCH]
+        self._not_mounted = len(messages) - len(tail)
+        if self._earlier or self._not_mounted:
+            self.set_timer(0.01, partial(self._mount_earlier, self._generation))
+
+    async def _mount_earlier(self, generation: int) -> None:
+        if generation != self._generation:  # another transcript was shown meanwhile
+            return
+        batch, self._earlier = self._earlier[-BATCH:], self._earlier[:-BATCH]
+        widgets: list = [_message_widget(m) for m in batch]
+        if not self._earlier and self._not_mounted:
+            widgets.insert(0, ChatNotice(f"{self._not_mounted} earlier messages not shown: use the palette's "
+                                         "'Show the whole transcript'", "hint"))
+        if widgets:
+            await self.mount_all(widgets, before=0)
+        if self._earlier:
+            self.set_timer(0.01, partial(self._mount_earlier, generation))
 
     async def show_all(self) -> None:
-        if len(self.messages) > TAIL:
+        """Mount every message of the transcript (the user asked for it)."""
+        if self._not_mounted:
+            self._generation += 1
             await self.remove_children()
-            await self.mount_all([ChatMessage(m.role, m.content, m.timestamp) for m in self.messages])
+            await self.mount_all([_message_widget(m) for m in self.messages])
+            self._earlier, self._not_mounted = [], 0
 
     async def add_user_message(self, text: str) -> None:
         await self.query(".notice-hint").remove()
@@ -96,36 +125,44 @@ class ChatView(VerticalScroll):
     async def begin_reply(self) -> None:
         await self.end_reply()
         self.reply_text = []
+        self._reply_shown = ""
         self._sanitizer = StreamSanitizer()
         message = ChatMessage("assistant", "")
         await self.mount(message)
-        self._reply_markdown = message.query_one(Markdown)
-        self._stream = Markdown.get_stream(self._reply_markdown)
+        self._reply_body = message.query_one(MarkdownText)
         self.anchor()
 
-    async def write_reply(self, piece: str) -> None:
-        if self._stream is None:
-            await self.begin_reply()
-        assert self._stream is not None
+    def write_reply(self, piece: str) -> None:
+        """Add a piece of the reply; the screen shows it within STREAM_REFRESH_S."""
+        if self._reply_body is None:
+            return
         self.reply_text.append(piece)
-        await self._stream.write(self._sanitizer.feed(piece))
+        self._reply_shown += self._sanitizer.feed(piece)
+        if self._flush_timer is None:
+            self._flush_timer = self.set_timer(STREAM_REFRESH_S, self._flush_reply)
+
+    def _flush_reply(self) -> None:
+        self._flush_timer = None
+        if self._reply_body is not None:
+            self._reply_body.set_source(self._reply_shown)
 
     async def end_reply(self) -> None:
-        """Flush and stop the stream (idempotent)."""
-        stream, self._stream = self._stream, None
-        if stream is not None:
-            tail = self._sanitizer.flush()
-            if tail:
-                await stream.write(tail)
-            await stream.stop()
-        if self._reply_markdown is not None and not self.reply_text:
-            # No text arrived: drop the empty reply block.
-            await self._reply_markdown.parent.remove()  # type: ignore[union-attr]
-        self._reply_markdown = None
+        """Show the whole reply and stop streaming (idempotent)."""
+        if self._flush_timer is not None:
+            self._flush_timer.stop()
+            self._flush_timer = None
+        body, self._reply_body = self._reply_body, None
+        if body is None:
+            return
+        self._reply_shown += self._sanitizer.flush()
+        if self.reply_text:
+            body.set_source(self._reply_shown)
+        else:  # no text arrived (an error, or stopped at once): drop the empty block
+            await body.parent.remove()  # type: ignore[union-attr]
 
     @property
     def replying(self) -> bool:
-        return self._stream is not None
+        return self._reply_body is not None
 
     async def add_notice(self, text: str, kind: str = "hint") -> None:
         await self.mount(ChatNotice(text, kind))
@@ -140,3 +177,7 @@ class ChatView(VerticalScroll):
             if m.role == "assistant":
                 return m.content
         return None
+
+
+def _message_widget(m: Message) -> ChatMessage:
+    return ChatMessage(m.role, m.content, m.timestamp, note="stopped" if (m.metadata or {}).get("interrupted") else "")

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from textual.containers import VerticalScroll
 from textual.content import Content
-from textual.widgets import Markdown, Static
+from textual.widgets import Static
 
 from arawn_core.models import CompressionStatus, Session, Summary, Workstream
 from arawn_tui.formatting import badge_label, local_time, provenance_line
-from arawn_tui.sanitize import inert, markdown_parser, one_line
+from arawn_tui.sanitize import inert, one_line
+from arawn_tui.widgets.markdown_text import MarkdownText
 
 
 class SummaryPanel(VerticalScroll):
@@ -22,10 +23,10 @@ class SummaryPanel(VerticalScroll):
         yield Static("Workstream summary", classes="panel-title")
         yield Static("", id="ws-meta", classes="provenance")
         yield Static("", id="ws-error", classes="error")
-        yield Markdown("", id="ws-summary", parser_factory=markdown_parser)
+        yield MarkdownText("", id="ws-summary")
         yield Static("Session summary", classes="panel-title")
         yield Static("", id="session-meta", classes="provenance")
-        yield Markdown("", id="session-summary", parser_factory=markdown_parser)
+        yield MarkdownText("", id="session-summary")
 
     def show_workstream(self, ws: Workstream | None, summary: Summary | None) -> None:
         self.workstream_summary = summary
@@ -47,7 +48,7 @@ class SummaryPanel(VerticalScroll):
         self.query_one("#ws-error").display = bool(error)
         text = inert(summary.text) if summary else (
             "No summary yet: it is written when a session ends (ctrl+e) or on ctrl+k." if ws else "")
-        self.query_one("#ws-summary", Markdown).update(text)
+        self.query_one("#ws-summary", MarkdownText).set_source(text)
 
     def show_session(self, session: Session | None, summary: Summary | None) -> None:
         self.session_summary = summary
@@ -62,4 +63,4 @@ class SummaryPanel(VerticalScroll):
                 meta += "\nlive: summarized when it ends"
         self.query_one("#session-meta", Static).update(Content(meta))
         body = inert(summary.text) if summary else ("" if session is None else "No summary yet.")
-        self.query_one("#session-summary", Markdown).update(body)
+        self.query_one("#session-summary", MarkdownText).set_source(body)

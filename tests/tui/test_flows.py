@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from textual.notifications import Notify
-from textual.widgets import Input, Markdown
+from textual.widgets import Input
 
 from arawn_core.llm.errors import ModelNotFound
 from arawn_core.models import CompressionStatus, JobState
 from arawn_tui import messages as m
 from arawn_tui.widgets.chat_input import ChatInput
 from arawn_tui.widgets.chat_view import ChatMessage, ChatNotice, ChatView
+from arawn_tui.widgets.markdown_text import MarkdownText
 from arawn_tui.widgets.status_bar import StatusBar
 from arawn_tui.widgets.summary_panel import SummaryPanel
 from arawn_tui.widgets.workstream_list import WorkstreamList
@@ -23,7 +24,7 @@ def badge_of(app, ws_id: str) -> str:
 
 
 def summary_markdown(app) -> str:
-    return app.main_screen.query_one("#ws-summary", Markdown).source
+    return app.main_screen.query_one("#ws-summary", MarkdownText).source
 
 
 async def new_workstream(pilot, title: str) -> str:
@@ -61,7 +62,7 @@ async def test_chat_end_session_compresses_and_shows_summary(make_app, backend: 
         # the reply streamed in, in pieces, and is on screen
         assert len(recorder.of(m.ReplyPiece)) > 1
         replies = [w for w in app.main_screen.query(ChatMessage) if w.role == "assistant"]
-        assert replies and "MARKER-one" in replies[-1].query_one(Markdown).source
+        assert replies and "MARKER-one" in replies[-1].query_one(MarkdownText).source
         assert [r.method for r in backend.requests] == ["chat"]
 
         backend.pause()  # hold compression so the running badge can be seen
@@ -270,7 +271,7 @@ async def test_read_only_transcript_of_an_ended_session(make_app, backend):
         assert "READ-ONLY" in str(screen.query_one("#chat-title").render())
         assert "MARKER-old" in str(chat_view.query(ChatMessage).first().query_one(".message-body").render())
         # the session's summary is in the panel
-        await wait_until(pilot, lambda: "MARKER-old" in screen.query_one("#session-summary", Markdown).source,
+        await wait_until(pilot, lambda: "MARKER-old" in screen.query_one("#session-summary", MarkdownText).source,
                          what="session summary")
 
         await pilot.press("escape")

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import io
+
+from rich.console import Console
 from textual.command import CommandPalette
-from textual.widgets import Input, Markdown, OptionList, TextArea
+from textual.widgets import Input, OptionList, TextArea
 
 from arawn_core.models import WorkstreamState
 from arawn_tui.screens.dialogs import Confirm, ModelPicker, MultilinePrompt, TextPrompt
 from arawn_tui.widgets.chat_view import ChatMessage
+from arawn_tui.widgets.markdown_text import InertMarkdown, MarkdownText
 from arawn_tui.widgets.workstream_list import WorkstreamList
 from tests.tui.conftest import open_core, ready, settle, wait_until
 from tests.tui.test_flows import chat, new_workstream
+
+
+def rendered_text(markdown_source: str) -> str:
+    """What the reply looks like on screen, as plain text."""
+    console = Console(width=200, file=io.StringIO(), color_system=None)
+    console.print(InertMarkdown(markdown_source))
+    return console.file.getvalue()
 
 
 async def run_command(pilot, query: str, expect_screen: type | None = None) -> None:
@@ -97,7 +108,7 @@ async def test_copy_last_reply_and_summary(make_app, backend):
 
         backend.reply = lambda messages, options: "the summary text"
         await pilot.press("ctrl+e")
-        await wait_until(pilot, lambda: "the summary text" in app.main_screen.query_one("#ws-summary", Markdown).source,
+        await wait_until(pilot, lambda: "the summary text" in app.main_screen.query_one("#ws-summary", MarkdownText).source,
                          what="summary")
         await run_command(pilot, "copy workstream summary")
         await wait_until(pilot, lambda: app.clipboard == "the summary text", what="summary copied")
@@ -115,11 +126,11 @@ async def test_hostile_content_is_shown_inert(make_app, backend):
         blocks = list(app.main_screen.query(ChatMessage))
         user, reply = blocks[-2], blocks[-1]
         assert "[bold red]markup?[/]" in str(user.query_one(".message-body").render())
-        source = reply.query_one(Markdown).source
+        source = reply.query_one(MarkdownText).source
         assert "\x1b" not in source and "\x07" not in source and "\u202e" not in source
         assert "␛[2J" in source
         # the rendered reply keeps the brackets as text (no markup was interpreted)
-        rendered = " ".join(str(w.render()) for w in reply.query("MarkdownParagraph"))
+        rendered = rendered_text(source)
         assert "[bold red]markup?[/]" in rendered
         assert "<b>html</b>" in rendered  # raw HTML is text, not dropped
         title = str(app.main_screen.query_one("#chat-title").render())

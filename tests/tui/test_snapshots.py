@@ -19,6 +19,7 @@ from arawn_core.config import Settings
 from arawn_tui.app import ArawnApp
 from arawn_tui.factory import create_app
 from arawn_tui.widgets.chat_input import ChatInput
+from arawn_tui.widgets.chat_view import ChatMessage
 from arawn_tui.widgets.session_list import SessionList
 from arawn_tui.widgets.status_bar import StatusBar
 from arawn_tui.widgets.workstream_list import WorkstreamList
@@ -78,7 +79,7 @@ def test_first_start_empty(snap_compare, tui_settings):
     assert snap_compare(app, terminal_size=SIZE, run_before=steady)
 
 
-def test_workstream_with_summary_and_sessions(snap_compare, tui_settings, tmp_path):
+def test_workstream_with_summary_sessions_and_a_transcript(snap_compare, tui_settings, tmp_path):
     ids = build(tui_settings, tmp_path, compress=True)
     app = create_app(tui_settings, FakeBackend(models=["fake-model"]))
 
@@ -91,6 +92,8 @@ def test_workstream_with_summary_and_sessions(snap_compare, tui_settings, tmp_pa
         sessions.highlighted = 1  # the older session: its summary shows in the panel
         await wait_until(pilot, lambda: "Tomatoes in pots" in str(
             screen.query_one("#session-summary").source), what="session summary")
+        await pilot.press("enter")  # and its transcript, read-only, in the chat
+        await wait_until(pilot, lambda: len(screen.query(ChatMessage)) == 2, what="transcript")
         await steady(pilot)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)

@@ -68,7 +68,7 @@ def test_every_binding_has_an_id_and_a_description():
 
 
 def test_the_keys_of_the_issue_are_bound():
-    keys = {b.key: b.action for cls in (ArawnApp, MainScreen) for b in _bindings(cls)}
+    keys = {b.key: b.action for cls in (ArawnApp, MainScreen) for b in reversed(_bindings(cls))}
     assert keys["ctrl+n"] == "new_workstream"
     assert keys["ctrl+e"] == "end_session"
     assert keys["ctrl+k"] == "compress"
