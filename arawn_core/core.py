@@ -12,11 +12,14 @@ import json
 import logging
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import AsyncIterator, Callable
+from typing import TYPE_CHECKING, AsyncIterator, Callable
 
 from arawn_core import events as ev
 from arawn_core.compression.budget import TokenBudget, TokenEstimator
-from arawn_core.compression.runner import JobOutcome, JobRunner, is_stale
+from arawn_core.compression.staleness import is_stale, stale_fields
+
+if TYPE_CHECKING:
+    from arawn_core.compression.runner import JobOutcome, JobRunner
 from arawn_core.config import Settings
 from arawn_core.context import assemble_context, system_content
 from arawn_core.llm.base import BackendInfo, ChatOptions, LLMBackend
@@ -61,8 +64,18 @@ class ArawnCore:
         self.backend = backend
         self.estimator = estimator
         self.events = ev.EventBus()
-        self.runner = JobRunner(repo, queue, self.events, backend, settings, estimator, self.compression_model)
+        self._runner: JobRunner | None = None
         self.jobs_changed = asyncio.Event()  # set whenever a job is queued or released
+
+    @property
+    def runner(self) -> JobRunner:
+        """Built on first use: listing and reading never pay for importing the summarizer."""
+        if self._runner is None:
+            from arawn_core.compression.runner import JobRunner
+
+            self._runner = JobRunner(self.repo, self.queue, self.events, self.backend, self.settings,
+                                     self.estimator, self.compression_model)
+        return self._runner
 
     # ---- lifecycle -----------------------------------------------------
     @classmethod
@@ -81,17 +94,20 @@ class ArawnCore:
             except (ValueError, KeyError, TypeError):
                 log.warning("ignoring unreadable token estimator state")
         if backend is None:
-            from arawn_core.llm.select import make_backend
+            from arawn_core.llm.lazy import LazyBackend
 
-            backend = await make_backend(settings)
+            backend = LazyBackend(settings)  # chosen on first use: most commands never need it
         core = cls(settings, db, repo, queue, backend, estimator)
         await core._recover()
         return core
 
     async def _recover(self) -> None:
         """After a crash: index JSONL lines SQLite missed; orphaned running jobs back to pending."""
-        for row in await self.db.fetchall("SELECT id FROM workstreams"):
-            await self.repo.catch_up(row[0])
+        rows = await self.db.fetchall("SELECT id, log_offset FROM workstreams")
+        behind = await asyncio.to_thread(
+            lambda: [r[0] for r in rows if _file_size(self.repo.messages_path(r[0])) > r[1]])
+        for ws_id in behind:
+            await self.repo.catch_up(ws_id)
         await self.queue.recover_orphans()
 
     async def close(self, end_sessions: bool | None = None) -> None:
@@ -142,9 +158,7 @@ class ArawnCore:
     def _apply_status(self, ws: Workstream, jobs: dict | None, summary_row) -> None:
         stale = False
         if summary_row is not None:
-            stale = summary_row["model"] != "verbatim" and (
-                summary_row["model"] != self.compression_model()
-                or summary_row["prompt_version"] != _prompt_version())
+            stale = stale_fields(summary_row["model"], summary_row["prompt_version"], self.compression_model())
         ws.compression = status_from_jobs(jobs["states"] if jobs else set(), None, summary_row is not None, stale)
         if jobs:
             ws.progress = JobProgress(jobs["done"], jobs["total"])
@@ -236,8 +250,7 @@ class ArawnCore:
         for s in sessions:
             srow = summaries.get(s.id)
             states, err = job_states.get(s.id, (set(), None))
-            stale = bool(srow) and srow["model"] != "verbatim" and (
-                srow["model"] != self.compression_model() or srow["prompt_version"] != _prompt_version())
+            stale = bool(srow) and stale_fields(srow["model"], srow["prompt_version"], self.compression_model())
             s.summary = srow["text"] if srow else None
             s.compression = status_from_jobs(states, err, srow is not None, stale)
             s.last_error = err
@@ -292,6 +305,10 @@ class ArawnCore:
     async def append_message(self, workstream_id: str, role: str, content: str,
                              metadata: dict | None = None) -> Message:
         """Store one message in the workstream's active session (starting one if needed)."""
+        try:
+            content.encode("utf-8")
+        except UnicodeEncodeError as exc:  # a lone surrogate, e.g. from undecodable bytes in argv or stdin
+            raise UsageError(f"the message is not valid UTF-8 text (at character {exc.start})") from None
         now = utc_now()
         session = await self._ensure_session(workstream_id, now)
         msg = Message(new_id(), workstream_id, session.id, role, content, now, metadata)
@@ -497,7 +514,8 @@ class ArawnCore:
         return await self.backend.info()
 
 
-def _prompt_version() -> str:
-    from arawn_core.compression.prompts import PROMPT_VERSION
-
-    return PROMPT_VERSION
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0

@@ -170,10 +170,14 @@ class Workstream:
     last_error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["state"] = self.state.value
-        d["compression"] = self.compression.value
-        return d
+        # by hand: `asdict` deep-copies recursively and dominates `ws list` over 1,000 workstreams
+        return {
+            "id": self.id, "title": self.title, "state": self.state.value, "tags": list(self.tags),
+            "created_at": self.created_at, "updated_at": self.updated_at, "summary": self.summary,
+            "model": self.model, "system_prompt": self.system_prompt, "is_scratch": self.is_scratch,
+            "session_count": self.session_count, "compression": self.compression.value,
+            "progress": {"done": self.progress.done, "total": self.progress.total}, "last_error": self.last_error,
+        }
 
 
 @dataclass
@@ -196,10 +200,13 @@ class Session:
         return self.ended_at is None
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["compression"] = self.compression.value
-        d["active"] = self.active
-        return d
+        return {
+            "id": self.id, "workstream_id": self.workstream_id, "started_at": self.started_at,
+            "ended_at": self.ended_at, "last_activity_at": self.last_activity_at, "turn_count": self.turn_count,
+            "char_count": self.char_count, "message_count": self.message_count, "summary": self.summary,
+            "compression": self.compression.value, "last_error": self.last_error, "end_reason": self.end_reason,
+            "active": self.active,
+        }
 
 
 @dataclass

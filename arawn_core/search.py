@@ -18,6 +18,8 @@ from arawn_core.store.db import Database
 
 OPERATORS = {"AND", "OR", "NOT"}
 SNIPPET_CHARS = 160
+#: Newest-first rowid windows searched in turn (None: everything).
+WINDOWS: tuple[int | None, ...] = (4_000, 32_000, 256_000, None)
 _TOKEN = re.compile(r'"[^"]*"?|\(|\)|[^\s"()]+')
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -139,14 +141,23 @@ async def search(db: Database, messages_path, query: str, workstream_id: str | N
     select = (
         "SELECT f.rowid AS rid, bm25(messages_fts) AS score, m.id, m.workstream_id, m.session_id, m.role,"
         " m.timestamp, m.offset, m.length, w.title FROM messages_fts f JOIN messages m ON m.rowid = f.rowid"
-        f" JOIN workstreams w ON w.id = m.workstream_id WHERE messages_fts MATCH ?{where}"
+        f" JOIN workstreams w ON w.id = m.workstream_id WHERE messages_fts MATCH ? AND f.rowid > ?{where}"
         " ORDER BY score LIMIT ?"
     )
-    exact = await db.fetchall(select, [parsed.phrase, *params, limit]) if parsed.phrase else []
-    exact_ids = {r["rid"] for r in exact}
-    ranked = await db.fetchall(select, [parsed.fts, *params, limit])
-    rows = exact + [r for r in ranked if r["rid"] not in exact_ids]
-    rows = rows[:limit]
+    top = (await db.fetchone("SELECT max(rowid) FROM messages"))[0] or 0
+    rows: list[Any] = []
+    exact_ids: set[int] = set()
+    # bm25 is computed for every match before the best are taken, so a common word over
+    # a million messages costs a second. Rank within the newest messages first and widen
+    # only while fewer than `limit` hits come back: recent conversations win ties.
+    for window in WINDOWS:
+        floor = max(0, top - window) if window else 0
+        exact = await db.fetchall(select, [parsed.phrase, floor, *params, limit]) if parsed.phrase else []
+        exact_ids = {r["rid"] for r in exact}
+        ranked = [] if len(exact) >= limit else await db.fetchall(select, [parsed.fts, floor, *params, limit])
+        rows = (exact + [r for r in ranked if r["rid"] not in exact_ids])[:limit]
+        if len(rows) >= limit or floor == 0:
+            break
     contents = await asyncio.to_thread(_read_contents, messages_path, rows)
     hits = [
         SearchHit("message", r["workstream_id"], r["title"], r["session_id"], r["id"], r["role"], r["timestamp"],

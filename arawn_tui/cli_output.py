@@ -30,9 +30,9 @@ def print_json(doc: Any) -> None:
 
 
 def emit(args: Any, doc: Any, text: Callable[[], None]) -> None:
-    """One JSON document with --json, else the human form."""
+    """One JSON document with --json, else the human form. `doc` may be a callable, built only if needed."""
     if args.json:
-        print_json(doc)
+        print_json(doc() if callable(doc) else doc)
     else:
         text()
 

@@ -125,7 +125,7 @@ async def _run(args: argparse.Namespace, settings: Settings, backend: LLMBackend
 async def cmd_ws(core: ArawnCore, args: argparse.Namespace) -> int:
     if args.ws_cmd == "list":
         items = await core.list_workstreams(include_archived=args.all)
-        out.emit(args, [w.to_dict() for w in items], lambda: out.ws_table(items))
+        out.emit(args, lambda: [w.to_dict() for w in items], lambda: out.ws_table(items))
     elif args.ws_cmd == "create":
         ws = await core.create_workstream(args.title, args.tag)
         out.emit(args, ws.to_dict(), lambda: print(ws.id))

@@ -18,6 +18,7 @@ from arawn_core import events as ev
 from arawn_core.compression.budget import TokenEstimator
 from arawn_core.compression.mapreduce import CompressionError, Summarizer, SummarizerConfig, SummaryResult
 from arawn_core.compression.prompts import PROMPT_VERSION
+from arawn_core.compression.staleness import VERBATIM_MODEL, is_stale  # noqa: F401  (re-exported)
 from arawn_core.config import Settings
 from arawn_core.llm.base import LLMBackend
 from arawn_core.llm.errors import LLMError
@@ -34,8 +35,6 @@ from arawn_core.store.jobs import JobQueue
 from arawn_core.store.repository import NotFound, Repository
 
 log = logging.getLogger(__name__)
-
-VERBATIM_MODEL = "verbatim"
 
 
 @dataclass
@@ -69,13 +68,6 @@ def hash_texts(texts: list[str]) -> str:
 
 def verbatim_text(messages: list[Message]) -> str:
     return "\n".join(f"{m.role}: {m.content}" for m in messages)
-
-
-def is_stale(summary: Summary, model: str) -> bool:
-    p = summary.provenance
-    if p.model == VERBATIM_MODEL:
-        return False
-    return p.prompt_version != PROMPT_VERSION or p.model != model
 
 
 class JobRunner:
