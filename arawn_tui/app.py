@@ -22,6 +22,7 @@ from arawn_core.config import Settings
 from arawn_core.core import ArawnCore
 from arawn_core.llm.base import LLMBackend
 from arawn_core.llm.errors import BackendUnavailable
+from arawn_core.models import Workstream
 from arawn_tui import messages as m
 from arawn_tui.commands import ArawnCommands
 from arawn_tui.sanitize import one_line
@@ -81,13 +82,15 @@ class ArawnApp(App[None]):
     @work(group="core", exit_on_error=False)
     async def open_core(self) -> None:
         core = await ArawnCore.open(self.settings, self.backend)
-        self._core_opened(core)
+        # The first list comes with the news that the core is open: one hop less to a full screen.
+        self._core_opened(core, await core.list_workstreams())
 
-    def _core_opened(self, core: ArawnCore) -> None:
+    def _core_opened(self, core: ArawnCore, workstreams: list[Workstream] | None = None) -> None:
         self.core = core
         core.events.subscribe(self._engine_event)
-        self.main_screen.post_message(m.CoreReady())
+        self.main_screen.post_message(m.CoreReady(workstreams))
         self.check_backend()
+        self.check_queue()
         self.pump_jobs()  # jobs queued before the last quit (or a crash) resume now
         minutes = self.settings.workstream.session_timeout_minutes
         self._poll_timers = [

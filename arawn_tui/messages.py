@@ -98,7 +98,9 @@ def event_to_message(event: ev.Event) -> Message | None:
 
 @dataclass
 class CoreReady(Message):
-    """The core is open: the screen loads its first data."""
+    """The core is open: the screen shows `workstreams` (or loads them when None)."""
+
+    workstreams: list[Workstream] | None = None
 
 
 @dataclass

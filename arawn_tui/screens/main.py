@@ -165,9 +165,12 @@ class MainScreen(Screen[None]):
             self.refresh_bindings()
 
     # ---- start-up --------------------------------------------------------------------
-    def on_core_ready(self, _: m.CoreReady) -> None:
+    async def on_core_ready(self, message: m.CoreReady) -> None:
         self.status.activity = ""
-        self.load_workstreams()
+        if message.workstreams is None:
+            self.load_workstreams()
+        else:
+            await self.on_workstreams_loaded(m.WorkstreamsLoaded(message.workstreams))
 
     @work(group="load-list", exclusive=True, exit_on_error=False)
     async def load_workstreams(self, select: str | None = None) -> None:
