@@ -73,6 +73,15 @@ class JobFinished(Message):
     will_retry: bool = False
 
 
+@dataclass
+class SessionClosed(Message):
+    """A session ended (explicitly, idle, archive, quit): a live chat showing it starts afresh."""
+
+    workstream_id: str
+    session_id: str
+    reason: str
+
+
 def event_to_message(event: ev.Event) -> Message | None:
     """The UI message for an engine event (None: the UI does not care)."""
     if isinstance(event, ev.JobProgress):
@@ -86,7 +95,9 @@ def event_to_message(event: ev.Event) -> Message | None:
     if isinstance(event, ev.JobFailed):
         return JobFinished(event.workstream_id, event.job_id, event.kind, event.session_id, ok=False,
                            error=event.error, will_retry=event.will_retry)
-    if isinstance(event, (ev.SessionStarted, ev.SessionEnded, ev.MessageAdded)):
+    if isinstance(event, ev.SessionEnded):
+        return SessionClosed(event.workstream_id, event.session_id, event.reason)
+    if isinstance(event, (ev.SessionStarted, ev.MessageAdded)):
         return WorkstreamChanged(event.workstream_id, event.session_id)
     if isinstance(event, ev.WorkstreamUpdated):
         return WorkstreamChanged(event.workstream_id)

@@ -328,6 +328,12 @@ class MainScreen(Screen[None]):
     def on_workstream_changed(self, message: m.WorkstreamChanged) -> None:
         self._mark_dirty(message.workstream_id)
 
+    def on_session_closed(self, message: m.SessionClosed) -> None:
+        self._mark_dirty(message.workstream_id)
+        if message.workstream_id == self.ws_id and self.viewing_session is None and not self.replying:
+            # e.g. ended for being idle: the next message starts a new session from the summary
+            self.post_message(m.TranscriptLoaded(message.workstream_id, None, [], read_only=False))
+
     def on_job_scheduled(self, message: m.JobScheduled) -> None:
         self._mark_dirty(message.workstream_id)
 
@@ -485,8 +491,6 @@ class MainScreen(Screen[None]):
             self.notify("Session ended: compressing it in the background.")
         else:
             self.notify("Session ended.")
-        if ws_id == self.ws_id:
-            self.post_message(m.TranscriptLoaded(ws_id, None, [], read_only=False))
 
     def action_compress(self) -> None:
         if self._need_core() is not None and self._need_workstream() is not None:

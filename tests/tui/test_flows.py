@@ -320,6 +320,9 @@ async def test_idle_sessions_end_on_their_own(tui_settings, make_app, backend, r
         await wait_until(pilot, lambda: badge_of(app, ws_id) == "done", timeout=15, what="idle end + compression")
         sessions = await app.core.list_sessions(ws_id)
         assert sessions[0].end_reason == "idle"
+        # the live chat starts afresh: the next message opens a new session
+        chat_view = app.main_screen.query_one(ChatView)
+        await wait_until(pilot, lambda: not chat_view.query(ChatMessage), what="chat cleared")
         await settle(pilot)
 
 
@@ -358,5 +361,23 @@ async def test_at_most_max_concurrency_job_workers(tui_settings, make_app, backe
         backend.resume()
         await wait_until(pilot, lambda: all(badge_of(app, i) == "done" for i in ids), timeout=20, what="all done")
         assert backend.max_in_flight == 2
+        await settle(pilot)
+        await pilot.press("ctrl+q")
+
+
+async def test_typing_with_no_workstream_goes_to_scratch(make_app, backend):
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        assert app.main_screen.ws_id is None
+        await chat(pilot, "quick question MARKER-s")
+        wl = app.main_screen.query_one(WorkstreamList)
+        await wait_until(pilot, lambda: app.main_screen.ws_id is not None
+                         and wl.workstreams.get(app.main_screen.ws_id) is not None, what="scratch listed")
+        scratch = wl.workstreams[app.main_screen.ws_id]
+        assert scratch.is_scratch and scratch.session_count == 1
+        blocks = list(app.main_screen.query(ChatMessage))
+        assert [b.role for b in blocks] == ["user", "assistant"]  # the streamed chat stayed on screen
+        assert "MARKER-s" in blocks[1].query_one(MarkdownText).source
         await settle(pilot)
         await pilot.press("ctrl+q")
