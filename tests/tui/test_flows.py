@@ -381,3 +381,25 @@ async def test_typing_with_no_workstream_goes_to_scratch(make_app, backend):
         assert "MARKER-s" in blocks[1].query_one(MarkdownText).source
         await settle(pilot)
         await pilot.press("ctrl+q")
+
+
+async def test_quit_during_a_reply_keeps_the_partial_reply(tui_settings, make_app, backend: FakeBackend):
+    backend.reply = lambda messages, options: " ".join(f"w{i}" for i in range(300))
+    backend.chunk_delay_s = 0.02
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        ws_id = await new_workstream(pilot, "Interrupted")
+        screen = app.main_screen
+        screen.query_one(ChatInput).insert("go")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: len(screen.chat.reply_text) > 3, what="reply streaming")
+        await pilot.press("ctrl+q")
+        await wait_until(pilot, lambda: app.core is None, what="closed")
+    core = await open_core(tui_settings)
+    [session] = await core.list_sessions(ws_id)
+    stored = await core.session_messages(session.id)
+    assert [x.role for x in stored] == ["user", "assistant"]
+    assert stored[1].metadata.get("interrupted") is True
+    assert session.end_reason == "quit" and await core.queue_length() == 1
+    await core.close(end_sessions=False)
