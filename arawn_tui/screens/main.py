@@ -30,7 +30,7 @@ from arawn_tui.formatting import local_time
 from arawn_tui.sanitize import inert, one_line
 from arawn_tui.screens.dialogs import DEFAULT_MODEL, Confirm, ModelPicker, MultilinePrompt, TextPrompt
 from arawn_tui.widgets.chat_input import PLACEHOLDER, ChatInput
-from arawn_tui.widgets.chat_view import ChatView
+from arawn_tui.widgets.chat_view import ChatMessage, ChatView
 from arawn_tui.widgets.session_list import SessionList
 from arawn_tui.widgets.status_bar import StatusBar
 from arawn_tui.widgets.summary_panel import SummaryPanel
@@ -628,6 +628,10 @@ class MainScreen(Screen[None]):
             return
         self.app.copy_to_clipboard(inert(text))
         self.notify(f"Copied the {what} to the clipboard.")
+
+    @on(ChatMessage.CopyRequested)
+    def copy_message(self, event: ChatMessage.CopyRequested) -> None:
+        self._copy(event.text, "message")
 
     def action_copy_last_reply(self) -> None:
         self._copy(self.chat.last_reply, "last reply")

@@ -6,9 +6,13 @@ turns) or `MarkdownText` (model turns); neither interprets Rich/Textual markup.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
 
+from textual import events
+
 from textual.containers import Vertical, VerticalScroll
+from textual.message import Message as UIMessage
 from textual.content import Content
 from textual.timer import Timer
 from textual.widgets import Static
@@ -41,15 +45,33 @@ class ChatMessage(Vertical):
         self.timestamp = timestamp
         self.note = note
 
+    @dataclass
+    class CopyRequested(UIMessage):
+        """The user double-clicked a message: copy its text."""
+
+        text: str
+
     def compose(self):
         header = ROLE_LABEL.get(self.role, self.role)
         when = local_time(self.timestamp)
         parts = [header] + ([when] if when else []) + ([self.note] if self.note else [])
-        yield Static(Content(" · ".join(parts)), classes="message-header")
+        title = Static(Content(" · ".join(parts)), classes="message-header")
+        title.tooltip = "Double-click a message to copy it"
+        yield title
         if self.role == "assistant":
             yield MarkdownText(self.body_text, classes="message-body")
         else:
             yield Static(Content(self.body_text), classes="message-body")
+
+    @property
+    def text(self) -> str:
+        """What the message says (for a streaming reply: what has arrived so far)."""
+        body = self.query(MarkdownText)
+        return body.first().source if body else self.body_text
+
+    def on_click(self, event: events.Click) -> None:
+        if event.chain == 2:
+            self.post_message(self.CopyRequested(self.text))
 
 
 class ChatNotice(Static):

@@ -106,6 +106,10 @@ async def test_copy_last_reply_and_summary(make_app, backend):
         await wait_until(pilot, lambda: app.clipboard != "", what="clipboard")
         assert app.clipboard == "copy me ␛[31mplease"  # inert: no live escape goes to the clipboard
 
+        user_message = app.main_screen.query(ChatMessage).first()
+        await pilot.double_click(user_message)
+        await wait_until(pilot, lambda: app.clipboard == "say something", what="message copied by double-click")
+
         backend.reply = lambda messages, options: "the summary text"
         await pilot.press("ctrl+e")
         await wait_until(pilot, lambda: "the summary text" in app.main_screen.query_one("#ws-summary", MarkdownText).source,
