@@ -12,7 +12,7 @@ import logging
 from typing import ClassVar
 
 from textual import on, work
-from textual.app import App
+from textual.app import App, InvalidThemeError
 from textual.binding import Binding
 from textual.timer import Timer
 from textual.worker import Worker, WorkerState, get_current_worker
@@ -69,7 +69,7 @@ class ArawnApp(App[None]):
     async def on_mount(self) -> None:
         try:
             self.theme = self.settings.ui.theme
-        except Exception:  # an unknown theme name must not stop the app
+        except InvalidThemeError:  # an unknown theme name must not stop the app
             self.notify(f"Unknown theme {self.settings.ui.theme!r}; using the default.", severity="warning",
                         markup=False)
         self.main_screen = MainScreen()
