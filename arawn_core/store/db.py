@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import sqlite3
 from contextlib import asynccontextmanager
@@ -11,6 +12,7 @@ from typing import Any, AsyncIterator, Iterable
 
 import aiosqlite
 
+from arawn_core.store.jsonl import StorageFull
 from arawn_core.store.schema import MIGRATIONS
 
 DIR_MODE = 0o700
@@ -48,7 +50,7 @@ class Database:
             await db._setup()
         except sqlite3.DatabaseError as exc:
             await conn.close()
-            raise DatabaseError(f"{path}: {exc}") from None
+            raise _storage_error(exc, path) or DatabaseError(f"{path}: {exc}") from None
         for suffix in ("", "-wal", "-shm"):
             p = Path(str(path) + suffix)
             if p.exists():
@@ -73,16 +75,24 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """BEGIN IMMEDIATE ... COMMIT: one writer at a time, all or nothing."""
+        """BEGIN IMMEDIATE ... COMMIT: one writer at a time, all or nothing.
+
+        A failed statement or COMMIT rolls back (if SQLite has not already) so the
+        connection is never left inside a transaction; a full disk raises StorageFull.
+        """
         async with self._write_lock:
             await self.conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self.conn
-            except BaseException:
-                await self.conn.execute("ROLLBACK")
-                raise
-            else:
                 await self.conn.execute("COMMIT")
+            except BaseException as exc:
+                if self.conn.in_transaction:
+                    try:
+                        await self.conn.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        if self.conn.in_transaction:
+                            raise
+                raise _storage_error(exc, self.path) or exc
 
     async def fetchall(self, sql: str, params: Iterable[Any] | dict[str, Any] = ()) -> list[aiosqlite.Row]:
         async with self.conn.execute(sql, params) as cur:
@@ -91,6 +101,27 @@ class Database:
     async def fetchone(self, sql: str, params: Iterable[Any] | dict[str, Any] = ()) -> aiosqlite.Row | None:
         async with self.conn.execute(sql, params) as cur:
             return await cur.fetchone()
+
+
+def _storage_error(exc: BaseException, path: Path) -> Exception | None:
+    """SQLite's "database or disk is full" (or an I/O error on a full file system) as StorageFull."""
+    if not isinstance(exc, sqlite3.OperationalError):
+        return None
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    if code == sqlite3.SQLITE_IOERR:
+        try:
+            st = os.statvfs(path.parent)
+            full = st.f_bavail == 0 or st.f_favail == 0
+        except OSError:
+            full = False
+        if not full:
+            return DatabaseError(f"{path}: {exc}")
+    elif code != sqlite3.SQLITE_FULL:
+        return None
+    error = StorageFull(errno.ENOSPC, f"disk full while writing {path}")
+    error.__cause__ = exc
+    error.__suppress_context__ = True
+    return error
 
 
 def _split_sql(script: str) -> list[str]:

@@ -8,6 +8,7 @@ a crash is cut off (under the same lock) and kept aside in a `.torn` file.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -20,6 +21,10 @@ FILE_MODE = 0o600
 
 class StorageFull(OSError):
     """The disk is full: nothing was half-written, retry when space returns."""
+
+
+#: Out of space, whatever the limit: the disk (ENOSPC), a quota (EDQUOT) or a file size limit (EFBIG).
+FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
 @dataclass
@@ -93,10 +98,20 @@ def append_lines(path: Path, lines: list[bytes]) -> list[tuple[int, int]]:
     A torn tail from an earlier crash is repaired first, so our line never
     glues onto half a record. On ENOSPC the partial write is cut back off.
     """
-    fd = _open_append(path)
+    try:
+        fd = _open_append(path)
+    except OSError as exc:
+        if exc.errno in FULL_ERRNOS:
+            raise StorageFull(exc.errno, f"disk full while writing {path}") from None
+        raise
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        start = _repair_locked(fd, path)
+        try:
+            start = _repair_locked(fd, path)
+        except OSError as exc:
+            if exc.errno in FULL_ERRNOS:  # no room to set a torn tail aside
+                raise StorageFull(exc.errno, f"disk full while writing {path}") from None
+            raise
         payload = b"".join(lines)
         try:
             view = memoryview(payload)
@@ -106,7 +121,7 @@ def append_lines(path: Path, lines: list[bytes]) -> list[tuple[int, int]]:
             os.fsync(fd)
         except OSError as exc:
             os.truncate(path, start)
-            if exc.errno == 28:  # ENOSPC
+            if exc.errno in FULL_ERRNOS:
                 raise StorageFull(exc.errno, f"disk full while writing {path}") from None
             raise
         spans = []
