@@ -83,22 +83,26 @@ class ArawnCore:
         data_dir = settings.data_dir
         ensure_private_dir(data_dir)
         db = await Database.open(data_dir / "arawn.db")
-        repo = Repository(db, data_dir)
-        c = settings.workstream.compression
-        queue = JobQueue(db, c.max_attempts, c.retry_base_s, c.retry_max_s)
-        estimator = TokenEstimator()
-        raw = await repo.kv_get(ESTIMATOR_KEY)
-        if raw:
-            try:
-                estimator = TokenEstimator.from_dict(json.loads(raw))
-            except (ValueError, KeyError, TypeError):
-                log.warning("ignoring unreadable token estimator state")
-        if backend is None:
-            from arawn_core.llm.lazy import LazyBackend
+        try:
+            repo = Repository(db, data_dir)
+            c = settings.workstream.compression
+            queue = JobQueue(db, c.max_attempts, c.retry_base_s, c.retry_max_s)
+            estimator = TokenEstimator()
+            raw = await repo.kv_get(ESTIMATOR_KEY)
+            if raw:
+                try:
+                    estimator = TokenEstimator.from_dict(json.loads(raw))
+                except (ValueError, KeyError, TypeError):
+                    log.warning("ignoring unreadable token estimator state")
+            if backend is None:
+                from arawn_core.llm.lazy import LazyBackend
 
-            backend = LazyBackend(settings)  # chosen on first use: most commands never need it
-        core = cls(settings, db, repo, queue, backend, estimator)
-        await core._recover()
+                backend = LazyBackend(settings)  # chosen on first use: most commands never need it
+            core = cls(settings, db, repo, queue, backend, estimator)
+            await core._recover()
+        except BaseException:
+            await db.close()  # else the connection's thread keeps the process alive after the error
+            raise
         return core
 
     async def _recover(self) -> None:
@@ -458,6 +462,17 @@ class ArawnCore:
             for ws_id in {j.workstream_id for j in await self.queue.list(JobState.PENDING)}:
                 self.events.publish(ev.WorkstreamUpdated(ws_id))
         return n
+
+    async def next_job_due_in(self, workstream_id: str | None = None) -> float | None:
+        """Seconds until the next pending job may run (0: now; None: nothing pending). Read-only."""
+        return await self.queue.next_due_in(workstream_id)
+
+    async def get_preference(self, key: str) -> str | None:
+        """A UI preference kept in the data dir (e.g. the theme picked from the palette)."""
+        return await self.repo.kv_get(f"pref:{key}")
+
+    async def set_preference(self, key: str, value: str) -> None:
+        await self.repo.kv_set(f"pref:{key}", value)
 
     async def queue_length(self) -> int:
         return await self.queue.open_count()

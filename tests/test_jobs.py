@@ -170,3 +170,19 @@ async def test_short_session_is_stored_verbatim_without_a_call(core: ArawnCore, 
     await core.work_queue()
     s = await core.session_summary((await core.list_sessions(ws.id))[0].id)
     assert s.text == "user: just a quick note" and s.provenance.model == "verbatim" and s.provenance.llm_calls == 0
+
+
+async def test_calls_in_flight_bounded_across_concurrent_jobs(data_dir: Path) -> None:
+    """Two jobs running at once share one limit: max_concurrency calls in flight, not squared."""
+    import asyncio
+
+    backend = FakeBackend(latency_s=0.02)
+    core = await ArawnCore.open(make_settings(
+        data_dir, FAST + "max_concurrency = 2\nmax_summary_tokens = 256\n[llm]\nnum_ctx = 2048\n"), backend)
+    for n in range(3):
+        ws = await core.create_workstream(f"long {n}")
+        await session_with(core, ws.id, *[f"MARKER-w{n}m{i} " + "word " * 400 for i in range(12)])
+    await asyncio.gather(*(core.work_queue() for _ in range(3)))
+    assert backend.max_in_flight == 2
+    assert all(w.compression.value == "done" for w in await core.list_workstreams())
+    await core.close(end_sessions=False)

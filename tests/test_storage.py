@@ -239,3 +239,31 @@ async def test_compression_config_without_room_fails_once_with_the_keys_to_chang
     assert "num_ctx" in job.last_error and "max_summary_tokens" in job.last_error
     assert fake_backend.calls == 0
     await core.close(end_sessions=False)
+
+
+async def test_cancelled_transaction_leaves_the_connection_usable(core: ArawnCore) -> None:
+    """A task cancelled while BEGIN runs must not leave the connection inside a transaction."""
+    import asyncio
+
+    ws = await core.create_workstream("cancel")
+    for _ in range(20):
+        task = asyncio.ensure_future(core.append_message(ws.id, "user", "x"))
+        await asyncio.sleep(0)
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        assert not core.db.conn.in_transaction
+    m = await core.append_message(ws.id, "user", "still works")
+    assert (await core.session_messages(m.session_id))[-1].id == m.id
+
+
+async def test_preferences_persist(settings, fake_backend) -> None:
+    core = await ArawnCore.open(settings, fake_backend)
+    assert await core.get_preference("theme") is None
+    await core.set_preference("theme", "nord")
+    await core.close(end_sessions=False)
+    core = await ArawnCore.open(settings, fake_backend)
+    assert await core.get_preference("theme") == "nord"
+    await core.close(end_sessions=False)

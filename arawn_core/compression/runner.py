@@ -80,8 +80,17 @@ class JobRunner:
         self.settings = settings
         self.estimator = estimator
         self.model = model
+        self._summarizer: Summarizer | None = None
 
     def summarizer(self) -> Summarizer:
+        """One Summarizer per model, shared by every job: its semaphore bounds the calls in
+        flight across all jobs to `max_concurrency` (not `max_concurrency` per job)."""
+        model = self.model()
+        if self._summarizer is None or self._summarizer.config.model != model:
+            self._summarizer = self._make_summarizer()
+        return self._summarizer
+
+    def _make_summarizer(self) -> Summarizer:
         c = self.settings.workstream.compression
         cfg = SummarizerConfig(
             model=self.model(), num_ctx=self.settings.llm.num_ctx, max_summary_tokens=c.max_summary_tokens,
@@ -166,13 +175,18 @@ class JobRunner:
             covers=covers,
         )
 
-    async def _commit(self, job: CompressionJob, summary: Summary | None, folded: list[str] | None = None) -> None:
+    async def _commit(self, job: CompressionJob, summary: Summary | None, folded: list[str] | None = None,
+                      then_reduce: bool = False) -> None:
+        """The result, the job's `done` and (for a session) the follow-up reduce: one transaction."""
         if summary is not None:
             await self.repo.prepare_summary(summary, folded)
         async with self.repo.db.transaction() as c:
             if summary is not None:
                 await self.repo.write_summary(c, summary, folded)
             await self.queue.finish(c, job.id)
+            reduce_id = await self.queue.enqueue_in(c, JobKind.REDUCE, job.workstream_id) if then_reduce else None
+        if reduce_id:
+            self.bus.publish(ev.JobQueued(job.workstream_id, reduce_id, JobKind.REDUCE.value, None))
 
     async def _session(self, job: CompressionJob, progress: Callable[[int, int], None]) -> int:
         started = time.monotonic()
@@ -183,8 +197,7 @@ class JobRunner:
         digest = hash_messages(messages)
         existing = await self.repo.session_summary(session.id)
         if existing and existing.provenance.input_hash == digest and not is_stale(existing, model):
-            await self._commit(job, None)
-            await self._after_session(job)
+            await self._commit(job, None, then_reduce=True)
             return 0
         chars = sum(len(m.content) for m in messages)
         c = self.settings.workstream.compression
@@ -196,14 +209,8 @@ class JobRunner:
             text, used_model = result.text, model
         summary = self._summary(SummaryKind.SESSION, job, text, used_model, result, chars, digest,
                                 [session.id], started)
-        await self._commit(job, summary)
-        await self._after_session(job)
+        await self._commit(job, summary, then_reduce=True)
         return result.llm_calls if result else 0
-
-    async def _after_session(self, job: CompressionJob) -> None:
-        new = await self.queue.enqueue(JobKind.REDUCE, job.workstream_id)
-        if new:
-            self.bus.publish(ev.JobQueued(job.workstream_id, new.id, new.kind.value, None))
 
     async def _reduce(self, job: CompressionJob, progress: Callable[[int, int], None], rebuild: bool) -> int:
         started = time.monotonic()

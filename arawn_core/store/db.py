@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
+import logging
 import os
 import sqlite3
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterable
+from typing import Any, AsyncIterator, Callable, Iterable
 
 import aiosqlite
 
@@ -17,6 +19,23 @@ from arawn_core.store.schema import MIGRATIONS
 
 DIR_MODE = 0o700
 FILE_MODE = 0o600
+
+
+class _NoSqlParameters(logging.Filter):
+    """aiosqlite logs every call with its arguments at DEBUG, and SQL parameters are message contents.
+
+    Keep the call's name, drop its arguments, so DEBUG logs never hold what the user wrote.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                f"{getattr(a.func, '__qualname__', type(a.func).__name__)}(...)" if isinstance(a, functools.partial)
+                else a for a in record.args)
+        return True
+
+
+logging.getLogger("aiosqlite").addFilter(_NoSqlParameters())
 
 
 class DatabaseError(Exception):
@@ -74,18 +93,35 @@ class Database:
         await self.conn.close()
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """BEGIN IMMEDIATE ... COMMIT: one writer at a time, all or nothing.
+    async def transaction(self, undo: list[Callable[[], Any]] | None = None) -> AsyncIterator[aiosqlite.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT: one writer at a time (across processes), all or nothing.
 
         A failed statement or COMMIT rolls back (if SQLite has not already) so the
         connection is never left inside a transaction; a full disk raises StorageFull.
+        Callables the block appends to `undo` run on failure while the write lock is
+        still held (e.g. cutting a JSONL line back off, before anyone else can append).
         """
         async with self._write_lock:
-            await self.conn.execute("BEGIN IMMEDIATE")
+            # BEGIN runs in aiosqlite's thread even if we are cancelled while waiting for it:
+            # finish it, roll it back and only then let the cancellation through, or the
+            # connection would stay inside a transaction and every later BEGIN would fail.
+            begin = asyncio.ensure_future(self.conn.execute("BEGIN IMMEDIATE"))
+            try:
+                await asyncio.shield(begin)
+            except asyncio.CancelledError:
+                try:
+                    await begin
+                    if self.conn.in_transaction:
+                        await self.conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                raise
             try:
                 yield self.conn
                 await self.conn.execute("COMMIT")
             except BaseException as exc:
+                for step in reversed(undo or []):
+                    await asyncio.to_thread(step)
                 if self.conn.in_transaction:
                     try:
                         await self.conn.execute("ROLLBACK")

@@ -43,26 +43,28 @@ class JobQueue:
 
     async def enqueue(self, kind: JobKind, workstream_id: str, session_id: str | None = None) -> CompressionJob | None:
         """Add a job unless an equivalent one is already open; returns the new job or None."""
-        now = utc_now()
-        job_id = new_id()
         async with self.db.transaction() as c:
-            if kind in (JobKind.REDUCE, JobKind.REBUILD):
-                row = await (await c.execute(
-                    "SELECT id, kind FROM jobs WHERE workstream_id = ? AND kind IN ('reduce','rebuild')"
-                    " AND state = 'pending'", (workstream_id,))).fetchone()
-                if row is not None:
-                    if kind is JobKind.REBUILD and row["kind"] != "rebuild":
-                        await c.execute("UPDATE jobs SET kind = 'rebuild', updated_at = ? WHERE id = ?",
-                                        (now, row["id"]))
-                    return None
-            cur = await c.execute(
-                "INSERT OR IGNORE INTO jobs (id, kind, workstream_id, session_id, state, attempts, max_attempts,"
-                " next_attempt_at, created_at, updated_at) VALUES (?,?,?,?,'pending',0,?,?,?,?)",
-                (job_id, kind.value, workstream_id, session_id, self.max_attempts, time.time(), now, now),
-            )
-            if cur.rowcount == 0:
+            job_id = await self.enqueue_in(c, kind, workstream_id, session_id)
+        return await self.get(job_id) if job_id else None
+
+    async def enqueue_in(self, c: Any, kind: JobKind, workstream_id: str, session_id: str | None = None) -> str | None:
+        """`enqueue` inside the caller's transaction (so a result and its follow-up job commit together)."""
+        now = utc_now()
+        if kind in (JobKind.REDUCE, JobKind.REBUILD):
+            row = await (await c.execute(
+                "SELECT id, kind FROM jobs WHERE workstream_id = ? AND kind IN ('reduce','rebuild')"
+                " AND state = 'pending'", (workstream_id,))).fetchone()
+            if row is not None:
+                if kind is JobKind.REBUILD and row["kind"] != "rebuild":
+                    await c.execute("UPDATE jobs SET kind = 'rebuild', updated_at = ? WHERE id = ?", (now, row["id"]))
                 return None
-        return await self.get(job_id)
+        job_id = new_id()
+        cur = await c.execute(
+            "INSERT OR IGNORE INTO jobs (id, kind, workstream_id, session_id, state, attempts, max_attempts,"
+            " next_attempt_at, created_at, updated_at) VALUES (?,?,?,?,'pending',0,?,?,?,?)",
+            (job_id, kind.value, workstream_id, session_id, self.max_attempts, time.time(), now, now),
+        )
+        return job_id if cur.rowcount else None
 
     async def get(self, job_id: str) -> CompressionJob | None:
         row = await self.db.fetchone("SELECT * FROM jobs WHERE id = ?", (job_id,))

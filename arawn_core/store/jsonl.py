@@ -138,6 +138,18 @@ def append_line(path: Path, line: bytes) -> tuple[int, int]:
     return append_lines(path, [line])[0]
 
 
+def truncate_to(path: Path, size: int) -> None:
+    """Cut the file back to `size` (undoing our own append whose indexing failed)."""
+    fd = _open_append(path)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if os.fstat(fd).st_size > size:
+            os.truncate(path, size)
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def read_span(fh: Any, offset: int, length: int) -> dict[str, Any]:
     fh.seek(offset)
     raw = fh.read(length)
@@ -173,7 +185,7 @@ def scan(path: Path, start: int = 0, bad: list[BadLine] | None = None) -> Iterat
                 data = json.loads(raw)
                 if not isinstance(data, dict):
                     raise ValueError("not a JSON object")
-            except (ValueError, UnicodeDecodeError) as exc:
+            except (ValueError, RecursionError) as exc:  # bad JSON or UTF-8, a 4300+ digit integer, too deep
                 if bad is not None:
                     bad.append(BadLine(offset, line_no, str(exc)[:200]))
             else:

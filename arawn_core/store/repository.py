@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import uuid
 from dataclasses import replace
 from pathlib import Path
@@ -35,6 +36,8 @@ from arawn_core.store.converters import (
     workstream_from_row,
 )
 from arawn_core.store.db import Database, ensure_private_dir
+
+log = logging.getLogger(__name__)
 
 MESSAGES_FILE = "messages.jsonl"
 EVENTS_FILE = "events.jsonl"
@@ -192,12 +195,36 @@ class Repository:
         """Write durably to JSONL, then index in one transaction (counters included)."""
         if not messages:
             return
+        async with self.db.transaction(undo := []) as c:
+            await self._append_locked(c, workstream_id, messages, undo)
+
+    async def _append_locked(self, c: Any, workstream_id: str, messages: list[Message],
+                             undo: list[Callable[[], Any]]) -> None:
+        """Inside a write transaction: append to JSONL and index, as one unit.
+
+        The SQLite write lock is held from before the append to after the commit, so no
+        other writer (in any process) can append or index in between: lines a crashed
+        writer left unindexed are caught up first, and if our transaction fails, our
+        lines are cut back off before anyone else can write after them.
+        """
+        await self._catch_up_locked(c, workstream_id)
         path = self.messages_path(workstream_id)
         spans = await asyncio.to_thread(jsonl.append_lines, path, [m.to_json_line() for m in messages])
-        async with self.db.transaction() as c:
-            await self._index(c, workstream_id, list(zip(messages, spans)))
+        undo.append(lambda: jsonl.truncate_to(path, spans[0][0]))
+        await self._index(c, workstream_id, list(zip(messages, spans)))
 
     async def _index(self, c: Any, workstream_id: str, items: list[tuple[Message, tuple[int, int]]]) -> None:
+        """Index messages and count them into their sessions, once: ids already indexed are skipped."""
+        known: set[str] = set()
+        ids = [m.id for m, _ in items]
+        for i in range(0, len(ids), 500):
+            part = ids[i:i + 500]
+            async with c.execute(f"SELECT id FROM messages WHERE id IN ({','.join('?' * len(part))})", part) as cur:
+                known.update(r[0] for r in await cur.fetchall())
+        if known:
+            items = [(m, span) for m, span in items if m.id not in known]
+            if not items:
+                return
         await c.executemany(
             "INSERT OR IGNORE INTO messages (id, workstream_id, session_id, role, timestamp, offset, length)"
             " VALUES (?,?,?,?,?,?,?)",
@@ -239,20 +266,55 @@ class Repository:
         return [Message.from_record(r) for r in records]
 
     async def catch_up(self, workstream_id: str) -> int:
-        """Index lines appended to JSONL but not to SQLite (a crash between the two)."""
-        row = await self.db.fetchone("SELECT log_offset FROM workstreams WHERE id = ?", (workstream_id,))
+        """Index lines appended to JSONL but not to SQLite (a writer died between the two)."""
+        async with self.db.transaction() as c:
+            return await self._catch_up_locked(c, workstream_id)
+
+    async def _catch_up_locked(self, c: Any, workstream_id: str) -> int:
+        async with c.execute("SELECT log_offset FROM workstreams WHERE id = ?", (workstream_id,)) as cur:
+            row = await cur.fetchone()
         if row is None:
             return 0
         path = self.messages_path(workstream_id)
-        if not path.exists() or path.stat().st_size <= row[0]:
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            return 0
+        if size <= row[0]:
             return 0
         await asyncio.to_thread(jsonl.repair, path)
         records = await asyncio.to_thread(lambda: list(jsonl.scan(path, row[0])))
-        items = [(Message.from_record(r.data), (r.offset, r.length)) for r in records]
+        items = []
+        for r in records:
+            try:
+                items.append((Message.from_record(r.data), (r.offset, r.length)))
+            except (KeyError, TypeError, ValueError):  # a JSON object, but not a message (an edited file)
+                log.warning("%s: the line at byte %d is not a message; skipped", path, r.offset)
         if items:
-            async with self.db.transaction() as c:
-                await self._index(c, workstream_id, items)
+            await self._index(c, workstream_id, items)
+            await self._finish_imported(c, [m for m, _ in items])
+        if records:
+            end = max(r.offset + r.length for r in records)
+            await c.execute("UPDATE workstreams SET log_offset = max(log_offset, ?) WHERE id = ?",
+                            (end, workstream_id))
         return len(items)
+
+    async def _finish_imported(self, c: Any, messages: list[Message]) -> None:
+        """Caught-up lines of an interrupted import: their sessions are ended and their keys recorded,
+        so importing the file again does not store them twice."""
+        last: dict[str, tuple[str, str]] = {}
+        for m in messages:
+            meta = m.metadata if isinstance(m.metadata, dict) else {}
+            key = (meta.get("import") or {}).get("key") if isinstance(meta.get("import"), dict) else None
+            if key:
+                prev = last.get(m.session_id)
+                last[m.session_id] = (key, max(m.timestamp, prev[1]) if prev else m.timestamp)
+        if last:
+            await c.executemany(
+                "UPDATE sessions SET ended_at = ?, end_reason = 'import' WHERE id = ? AND ended_at IS NULL",
+                [(ended, sid) for sid, (_, ended) in last.items()])
+            await c.executemany("INSERT OR IGNORE INTO imports (key, session_id) VALUES (?, ?)",
+                                [(key, sid) for sid, (key, _) in last.items()])
 
     # ---- summaries -----------------------------------------------------
     async def get_summary(self, summary_id: str | None) -> Summary | None:
@@ -311,6 +373,13 @@ class Repository:
             " :input_tokens, :output_tokens, :llm_calls, :duration_s, :input_hash, :created_at, :covers)",
             summary_to_params(summary),
         )
+        # a new summary supersedes the old one of its kind (also one left by a crash before its commit)
+        if summary.kind is SummaryKind.WORKSTREAM:
+            await c.execute("DELETE FROM summaries WHERE workstream_id = ? AND kind = 'workstream' AND id != ?",
+                            (summary.workstream_id, summary.id))
+        else:
+            await c.execute("DELETE FROM summaries WHERE session_id = ? AND kind = ? AND id != ?",
+                            (summary.session_id, summary.kind.value, summary.id))
         if summary.kind is SummaryKind.SESSION:
             await c.execute("UPDATE sessions SET summary_id = ?, folded = 0 WHERE id = ?",
                             (summary.id, summary.session_id))
@@ -334,20 +403,6 @@ class Repository:
     async def imported(self, key: str) -> bool:
         return await self.db.fetchone("SELECT 1 FROM imports WHERE key = ?", (key,)) is not None
 
-    async def import_session(self, workstream_id: str, key: str, messages: list[Message], ended_at: str) -> None:
-        """One imported conversation -> one ended session, durably and once."""
-        path = self.messages_path(workstream_id)
-        spans = await asyncio.to_thread(jsonl.append_lines, path, [m.to_json_line() for m in messages])
-        session_id = messages[0].session_id
-        await self._append_event(
-            workstream_id, {"type": "session_end", "session_id": session_id, "ended_at": ended_at, "reason": "import"}
-        )
-        async with self.db.transaction() as c:
-            await self._index(c, workstream_id, list(zip(messages, spans)))
-            await c.execute("UPDATE sessions SET ended_at = ?, end_reason = 'import' WHERE id = ?",
-                            (ended_at, session_id))
-            await c.execute("INSERT OR IGNORE INTO imports (key, session_id) VALUES (?, ?)", (key, session_id))
-
     async def import_sessions(self, workstream_id: str, batch: list[tuple[str, list[Message], str]]) -> list[str]:
         """Many imported conversations -> ended sessions: one JSONL append, one events append, one transaction.
 
@@ -358,7 +413,7 @@ class Repository:
         batch = [item for item in batch if item[1]]
         if not batch:
             return []
-        async with self.db.transaction() as c:
+        async with self.db.transaction(undo := []) as c:
             done: set[str] = set()
             keys = [key for key, _, _ in batch]
             for i in range(0, len(keys), 500):
@@ -374,13 +429,11 @@ class Repository:
             if not fresh:
                 return []
             messages = [m for _, msgs, _ in fresh for m in msgs]
-            spans = await asyncio.to_thread(
-                jsonl.append_lines, self.messages_path(workstream_id), [m.to_json_line() for m in messages])
+            await self._append_locked(c, workstream_id, messages, undo)
             events = [(json.dumps({"type": "session_end", "session_id": msgs[0].session_id, "ended_at": ended_at,
                                    "reason": "import"}, ensure_ascii=False) + "\n").encode()
                       for _, msgs, ended_at in fresh]
             await asyncio.to_thread(jsonl.append_lines, self.events_path(workstream_id), events)
-            await self._index(c, workstream_id, list(zip(messages, spans)))
             await c.executemany("UPDATE sessions SET ended_at = ?, end_reason = 'import' WHERE id = ?",
                                 [(ended_at, msgs[0].session_id) for _, msgs, ended_at in fresh])
             await c.executemany("INSERT OR IGNORE INTO imports (key, session_id) VALUES (?, ?)",
