@@ -10,8 +10,10 @@ Modes:
                               import PATH into WS_ID, BATCH conversations per write (0: the importer's
                               own); prints "ok import <imported> <skipped>" when it returned. STALL stops
                               the process in the first batch and prints where:
-                                written    its lines are in the JSONL files, SQLite not yet written
-                                           ("written <n conversations>")
+                                messages   its messages are in messages.jsonl, its session_end events
+                                           not yet in events.jsonl ("messages <n conversations>")
+                                events     its lines are in both JSONL files, not committed to SQLite
+                                           ("events <n conversations>")
                                 committed  it is committed, the next batch not started ("committed <n>")
   work LATENCY [STALL]        work the compression queue with a FakeBackend that answers after LATENCY
                               seconds; prints "ok job <id> <kind> <ok>" after each job's outcome was recorded.
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 from pathlib import Path
 
 from arawn_core.config import Settings
@@ -65,14 +68,20 @@ async def import_once(core: ArawnCore, path: str, ws_id: str, batch: int, stall:
         import arawn_core.importers as importers
 
         importers.BATCH_CONVERSATIONS = batch
-    if stall == "written":
-        async def index_then_stop(c, workstream_id, items):
-            sessions = {m.session_id for m, _ in items}
-            say(f"written {len(sessions)}")
-            while True:
-                await asyncio.sleep(3600)
+    if stall in ("messages", "events"):
+        from arawn_core.store import jsonl
 
-        core.repo._index = index_then_stop  # type: ignore[method-assign]
+        append_lines = jsonl.append_lines
+
+        def stop_at_events(path, lines):
+            if Path(path).name != "events.jsonl":
+                return append_lines(path, lines)
+            if stall == "events":
+                append_lines(path, lines)
+            say(f"{stall} {len(lines)}")
+            threading.Event().wait()  # this worker thread never returns: the process is killed here
+
+        jsonl.append_lines = stop_at_events
     elif stall == "committed":
         original = core.repo.import_sessions
 
@@ -110,8 +119,8 @@ async def work(core: ArawnCore, stall: str | None) -> None:
     elif stall == "commit":
         original_commit = core.runner._commit
 
-        async def commit_then_stop(job, summary, folded=None):
-            await original_commit(job, summary, folded)
+        async def commit_then_stop(job, summary, *args, **kwargs):
+            await original_commit(job, summary, *args, **kwargs)
             say(f"committed {job.id}")
             while True:
                 await asyncio.sleep(3600)

@@ -104,29 +104,11 @@ def raw_peek(data_dir: Path) -> dict:
 #: each has a strict-xfail reproduction (tests/reliability/test_crash_points.py), so fixing the bug turns
 #: that test into an XPASS failure, and the entry must then be removed from here.
 KNOWN_BUGS: dict[str, str] = {
-    "import-catch-up": (
-        "a crash after an import batch reached messages.jsonl but before its SQLite commit: recovery"
-        " (Repository.catch_up) indexes the messages but leaves their sessions active and records no"
-        " `imports` keys, so importing the file again stores those conversations a second time"),
-    "summary-event-without-commit": (
-        "a crash after a summary was appended to events.jsonl but before its SQLite commit: the job runs"
-        " again with a new summary id, so events.jsonl holds a summary that was never committed, and"
-        " `reindex` restores it as an extra row (two summaries for one session, or an extra workstream"
-        " summary) (JobRunner._commit / Repository.prepare_summary / write_summary)"),
-    "catch-up-double-count": (
-        "a process opening the data dir while another is between its JSONL append and its SQLite commit:"
-        " recovery (Repository.catch_up) indexes the other's line, then the other indexes it again;"
-        " INSERT OR IGNORE keeps one messages row, but Repository._index adds every item to the session's"
-        " message_count/turn_count/char_count, so the session counts it twice"),
-    "index-gap": (
-        "a message whose JSONL append succeeded but whose SQLite transaction failed (a full disk) stays"
-        " in messages.jsonl although the user was told it failed, and is never indexed: the next append"
-        " moves workstreams.log_offset past it and Repository.catch_up only scans from log_offset"
-        " (`reindex` would bring it back). The same happens when a process dies between its JSONL append"
-        " and its commit while another process commits lines written after it"),
-    "reduce-not-queued": (
-        "a crash after a session job committed but before its reduce was queued (JobRunner._after_session"
-        " runs in a later transaction): the session summary is never folded into the workstream summary"),
+    "import-reindex": (
+        "a crash after an import batch reached messages.jsonl but before its session_end events reached"
+        " events.jsonl: recovery (catch-up) ends those sessions in SQLite, but `reindex` rebuilds them from"
+        " the files as active sessions (Repository._reindex_workstream ends only sessions with a"
+        " session_end event, although an imported session is always ended)"),
 }
 
 
@@ -215,8 +197,7 @@ async def check_store(core: ArawnCore, where: str, acked: dict[str, str] | None 
                                  " ORDER BY offset", (ws_id,))
         indexed = {r["id"] for r in rows}
         lost = set(ids) - indexed
-        facts.expect(not lost, "index-gap",
-                     f"{where}: {len(lost)} lines of {path} are not in the index, e.g. {sorted(lost)[:3]}", tolerate)
+        assert not lost, f"{where}: {len(lost)} lines of {path} are not in the index, e.g. {sorted(lost)[:3]}"
         ghosts = indexed - set(ids)
         assert not ghosts, f"{where}: {len(ghosts)} index rows have no line in {path}"
         if rows:  # every indexed record reads back whole, at its recorded offset
@@ -230,16 +211,23 @@ async def check_store(core: ArawnCore, where: str, acked: dict[str, str] | None 
                         f"{where}: index row {r['id']} points at record {rec.get('id')}"
         events, _ = _lines(core.repo.events_path(ws_id))  # every complete event line parses (a torn tail is
         # repaired by the next append)
+        # what reindex would restore: a summary supersedes the earlier one of its kind (per session, or
+        # the workstream's), so the last logged of each must be exactly the committed rows. A job killed
+        # between logging and committing may leave a later-superseded line; while a job is still open the
+        # newest line may not be committed yet, so the check waits for an idle queue.
+        last: dict[tuple, str] = {}
+        for e in events:
+            if e.get("type") == "summary":
+                last[(e.get("kind"), e.get("session_id") if e.get("kind") != "workstream" else None)] = e["id"]
         logged = [e["id"] for e in events if e.get("type") == "summary"]
         committed = {r[0] for r in await db.fetchall("SELECT id FROM summaries WHERE workstream_id = ?", (ws_id,))}
-        # a summary logged by a job that was killed before its commit is fine while the job is still open
-        # (running it again must commit that same summary); once no job is open, it is an extra summary
         open_jobs = (await db.fetchone("SELECT COUNT(*) FROM jobs WHERE workstream_id = ? AND state IN"
                                        " ('pending','running')", (ws_id,)))[0]
-        uncommitted = [i for i in logged if i not in committed] if not open_jobs else []
-        facts.expect(not uncommitted, "summary-event-without-commit",
-                     f"{where}: events.jsonl of {ws_id} holds {len(uncommitted)} summaries that were never"
-                     " committed (reindex would add them)", tolerate)
+        if not open_jobs:
+            assert set(last.values()) == committed, (
+                f"{where}: reindex would not restore the summaries of {ws_id}: logged last"
+                f" {sorted(set(last.values()) - committed)[:3]} not committed, committed"
+                f" {sorted(committed - set(last.values()))[:3]} not logged last")
         assert committed <= set(logged), f"{where}: summaries of {ws_id} missing from events.jsonl (reindex loses them)"
     orphans = (await db.fetchone(
         f"SELECT COUNT(*) FROM messages WHERE workstream_id NOT IN ({','.join('?' * len(ws_ids)) or 'NULL'})",
@@ -263,24 +251,21 @@ async def check_store(core: ArawnCore, where: str, acked: dict[str, str] | None 
     active_imports = []
     for s in await db.fetchall("SELECT id, message_count, ended_at FROM sessions"):
         n = per_session_file.get(s["id"], 0)
-        facts.expect(s["message_count"] == n, "catch-up-double-count" if s["message_count"] > n else "index-gap",
-                     f"{where}: session {s['id']} counts {s['message_count']} messages, its files hold {n}",
-                     tolerate)
+        assert s["message_count"] == n, \
+            f"{where}: session {s['id']} counts {s['message_count']} messages, its files hold {n}"
         if s["id"] in import_sessions and not s["ended_at"]:
             active_imports.append(s["id"])
-    facts.expect(not active_imports, "import-catch-up",
+    facts.expect(not active_imports, "import-reindex",
                  f"{where}: {len(active_imports)} imported sessions are not ended", tolerate)
     facts.sessions = len(per_session_file)
 
     # ---- imports: each conversation once, and the index knows it was imported ----------------------
     twice = {k: v for k, v in keys_seen.items() if len(v) > 1}
-    facts.expect(not twice, "import-catch-up",
-                 f"{where}: {len(twice)} imported conversations are stored more than once", tolerate)
+    assert not twice, f"{where}: {len(twice)} imported conversations are stored more than once"
     recorded = {r[0]: r[1] for r in await db.fetchall("SELECT key, session_id FROM imports")}
     unrecorded = set(keys_seen) - set(recorded)
-    facts.expect(not unrecorded, "import-catch-up",
-                 f"{where}: {len(unrecorded)} imported conversations are in the files but not in the imports"
-                 " table (importing the file again would duplicate them)", tolerate)
+    assert not unrecorded, (f"{where}: {len(unrecorded)} imported conversations are in the files but not in the"
+                            " imports table (importing the file again would duplicate them)")
     for k, sids in keys_seen.items():
         if k in recorded:
             assert recorded[k] in sids, f"{where}: imports row for {k[:12]} names another session"
@@ -307,8 +292,7 @@ async def check_store(core: ArawnCore, where: str, acked: dict[str, str] | None 
     per_session = Counter(r[0] for r in await db.fetchall(
         "SELECT session_id FROM summaries WHERE kind = 'session'"))
     for s in await db.fetchall("SELECT id, summary_id FROM sessions WHERE summary_id IS NOT NULL"):
-        facts.expect(per_session[s["id"]] == 1, "summary-event-without-commit",
-                     f"{where}: session {s['id']} has {per_session[s['id']]} summary rows", tolerate)
+        assert per_session[s["id"]] == 1, f"{where}: session {s['id']} has {per_session[s['id']]} summary rows"
         kind = await db.fetchone("SELECT kind, session_id FROM summaries WHERE id = ?", (s["summary_id"],))
         assert kind is not None and kind[0] == "session" and kind[1] == s["id"], \
             f"{where}: session {s['id']} points at a missing or foreign summary"
@@ -335,8 +319,7 @@ async def check_worked(core: ArawnCore, where: str, workstream_ids: list[str],
             "SELECT session_id FROM jobs WHERE workstream_id = ? AND kind = 'session' AND state = 'done'", (ws_id,)))
         assert all(done[r["id"]] == 1 for r in rows), f"{where}: a session's job is not done exactly once: {done}"
         unfolded = [r["id"] for r in rows if not r["folded"]]
-        facts.expect(not unfolded, "reduce-not-queued",
-                     f"{where}: {len(unfolded)} session summaries never folded into the workstream summary", tolerate)
+        assert not unfolded, f"{where}: {len(unfolded)} session summaries never folded into the workstream summary"
         if rows and not unfolded:
             ws = await core.repo.workstream_summary(ws_id)
             assert ws is not None and set(r["id"] for r in rows) <= set(ws.covers), \
