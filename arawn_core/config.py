@@ -126,11 +126,16 @@ def _found(value: Any) -> str:
     return f"{kind} {text}" if not isinstance(value, (dict, list)) else kind
 
 
+def _shown(key: str) -> str:
+    """A key as the message shows it: a quoted TOML key may hold a newline or an escape sequence."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in key)
+
+
 def _build(cls: type, data: dict[str, Any], prefix: str, where: str) -> Any:
     known = {f.name: f for f in fields(cls) if f.name != "source"}
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
-        dotted = f"{prefix}{key}"
+        dotted = f"{prefix}{_shown(key)}"
         if key not in known:
             near = difflib.get_close_matches(key, list(known), n=1)
             hint = f" (did you mean {prefix}{near[0]!s}?)" if near else ""

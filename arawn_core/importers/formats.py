@@ -132,7 +132,12 @@ def normalize_timestamp(value: Any) -> str:
         raise RecordError(f"timestamp {value!r} is not an ISO-8601 date and time") from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
-    return dt.astimezone(timezone.utc).strftime(TS_FORMAT)
+    try:
+        dt = dt.astimezone(timezone.utc)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+        raise RecordError(f"timestamp {value!r} is out of range") from None
+    # isoformat, not strftime: strftime writes year 999 as "999", which no ISO parser reads back
+    return dt.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 class Clock:
@@ -176,6 +181,17 @@ def _decode_line(raw: bytes, where: str) -> Any:
     except json.JSONDecodeError as exc:
         cut = "" if raw.endswith(b"\n") else " (last line has no newline: file cut off?)"
         return ImportProblem(where, f"invalid JSON: {exc.msg} at column {exc.colno}{cut}")
+    except (ValueError, RecursionError) as exc:  # an integer of 4300+ digits, nesting deeper than the stack
+        return ImportProblem(where, f"invalid JSON: {_json_error(exc)}")
+
+
+def _json_error(exc: BaseException) -> str:
+    """What json's non-JSONDecodeError failures mean, in one short line."""
+    if isinstance(exc, json.JSONDecodeError):
+        return exc.msg
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    return str(exc).split(":")[0][:120]  # "Exceeds the limit (4300 digits) for integer string conversion"
 
 
 _WS = re.compile(r"[ \t\r\n]*")
@@ -276,14 +292,14 @@ class JsonArrayReader:
         while True:
             try:
                 obj, end = self.decoder.raw_decode(self.buf, start)
-            except json.JSONDecodeError as exc:
+            except (ValueError, RecursionError) as exc:  # JSONDecodeError, a huge integer, too deep
                 end = self._scan_end(start)
                 if end is not None:
                     self.pos = max(end, start + 1)
                     self._scan = None
                     if _SURROGATE.search(self.buf, start, self.pos):
                         return ImportProblem(where, "invalid UTF-8")
-                    return ImportProblem(where, f"invalid JSON: {exc.msg}")
+                    return ImportProblem(where, f"invalid JSON: {_json_error(exc)}")
                 if not self._more(max(self.block, len(self.buf) - start)):
                     if self._scan_end(start) is None:
                         self.pos = len(self.buf)
@@ -365,6 +381,22 @@ def _source_id(obj: dict[str, Any]) -> str | None:
     return str(value)
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # left by a JSON escape like \\ud800 without its pair
+
+
+def _check_unicode(ids: list[str | None], messages: list[SourceMessage]) -> None:
+    """A lone surrogate cannot be written as UTF-8: reject the record here, not halfway through storing it."""
+    why = "is not valid Unicode (an unpaired surrogate escape such as \\ud800)"
+    for value in ids:
+        if value and _LONE_SURROGATE.search(value):
+            raise RecordError(f"an id {why}")
+    for i, m in enumerate(messages):
+        texts = [m.content, m.original_id]
+        texts += [json.dumps(d, ensure_ascii=False) for d in (m.metadata, m.extra) if d]
+        if any(t and _LONE_SURROGATE.search(t) for t in texts):
+            raise RecordError(f"message {i}: its text {why}")
+
+
 def _content(value: Any, what: str) -> str:
     if isinstance(value, str):
         return value
@@ -403,6 +435,7 @@ def parse_messages_record(obj: Any) -> tuple[str | None, list[SourceMessage]]:
         mid = m.get("id")
         out.append(SourceMessage(role, _content(m.get("content"), what), ts,
                                  str(mid) if mid is not None else None, meta))
+    _check_unicode([source_id], out)
     return source_id, out
 
 
@@ -428,6 +461,7 @@ def parse_sharegpt_record(obj: Any) -> tuple[str | None, list[SourceMessage]]:
         role = SHAREGPT_ROLES.get(speaker.lower(), "user")
         extra = None if speaker in _CANONICAL_FROM else {"from": speaker}
         out.append(SourceMessage(role, value, extra=extra))
+    _check_unicode([source_id], out)
     return source_id, out
 
 
@@ -449,8 +483,10 @@ def parse_arawn_record(obj: Any) -> tuple[str, SourceMessage, str | None]:
         raise RecordError("metadata must be an object or null")
     mid = obj.get("id")
     ws = obj.get("workstream_id")
-    return str(sid), SourceMessage(role, content, ts, str(mid) if mid is not None else None, meta), (
-        str(ws) if ws is not None else None)
+    msg = SourceMessage(role, content, ts, str(mid) if mid is not None else None, meta)
+    ws_id = str(ws) if ws is not None else None
+    _check_unicode([str(sid), ws_id], [msg])
+    return str(sid), msg, ws_id
 
 
 RECORD_PARSERS: dict[str, Callable[[Any], tuple[str | None, list[SourceMessage]]]] = {
@@ -606,8 +642,32 @@ def _container(path: Path) -> str:
                 break
     if not first:
         raise FormatError("the file is empty")
+    if first != b"{" and _first_line_is_a_record(path):
+        return "lines"  # JSON Lines whose first record is bad ([1, 2], "text"): each line is reported
     if first == b"[":
         return "array"
     if first == b"{":
         return "lines"
     raise FormatError(f"no recognizable format: it starts with {first!r}, not a JSON array '[' or object '{{'")
+
+
+def _first_line_is_a_record(path: Path, limit: int = 1 << 20) -> bool:
+    """True when the first non-blank line is a whole JSON value and more lines follow: JSON Lines.
+
+    Else a file starting with `[1, 2]` would be read as that one array and every line after it
+    dropped without a word. Only the first `limit` bytes are looked at (an array on one huge line
+    is an array).
+    """
+    with open(path, "rb") as fh:
+        head = fh.read(limit)
+    if head.startswith(BOM):
+        head = head[len(BOM):]
+    lines = iter(head.splitlines(keepends=True))
+    line = next((ln for ln in lines if ln.strip()), b"")
+    if not line.endswith(b"\n"):
+        return False
+    try:
+        json.loads(line)
+    except (ValueError, RecursionError):
+        return False
+    return any(ln.strip() for ln in lines)

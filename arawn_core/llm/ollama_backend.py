@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from typing import Any, AsyncIterator, Iterator
 
 import httpx
@@ -36,6 +37,8 @@ from .errors import (
     ModelNotFound,
 )
 
+#: httpx mounts that override every proxy httpx would take from the environment (None: connect directly).
+NO_ENV_PROXIES: dict[str, None] = {"all://": None, "http://": None, "https://": None}
 # Words Ollama (and llama.cpp behind it) use in a 400 about an over-long input.
 _CONTEXT_WORDS = ("context", "length", "exceed", "truncat")
 # 4xx statuses that mean "try again later" rather than "your request is wrong".
@@ -53,6 +56,17 @@ def _request_options(options: ChatOptions) -> dict[str, Any]:
     if options.temperature is not None:
         opts["temperature"] = options.temperature
     return opts
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _text(value: str | None) -> str:
+    """Reply text as valid Unicode: a server can send a JSON escape like \\ud800 without its pair,
+    which Python decodes to a lone surrogate that no UTF-8 file, terminal or SQLite accepts."""
+    if not value:
+        return ""
+    return _LONE_SURROGATE.sub("\ufffd", value)
 
 
 def _usage(reply: ollama.ChatResponse) -> Usage:
@@ -76,7 +90,10 @@ class OllamaBackend:
     def __init__(self, host: str, timeout_s: float) -> None:
         self.host = host
         self.timeout_s = timeout_s
-        self._client = ollama.AsyncClient(host=host, timeout=timeout_s)
+        # The conversation goes to `host` and nowhere else: no HTTP(S)_PROXY / ALL_PROXY from the
+        # environment (they would receive every prompt), no redirects (a 307 would re-send the body).
+        self._client = ollama.AsyncClient(host=host, timeout=timeout_s, follow_redirects=False,
+                                          mounts=NO_ENV_PROXIES)
 
     async def chat(self, messages: list[ChatMessage], options: ChatOptions) -> AsyncIterator[ChatChunk]:
         """Stream a reply; the last chunk has done=True and usage (see `context_filled`)."""
@@ -93,10 +110,10 @@ class OllamaBackend:
                     except StopAsyncIteration:
                         break
                 if part.done:
-                    yield ChatChunk(text=part.message.content or "", done=True, usage=_usage(part))
+                    yield ChatChunk(text=_text(part.message.content), done=True, usage=_usage(part))
                     return
                 if part.message.content:
-                    yield ChatChunk(text=part.message.content)
+                    yield ChatChunk(text=_text(part.message.content))
         finally:
             # Also runs when the caller stops early: releases the HTTP connection now, not at GC.
             await stream.aclose()
@@ -116,7 +133,7 @@ class OllamaBackend:
                 prompt_tokens=usage.prompt_tokens,
                 num_ctx=options.num_ctx,
             )
-        return Completion(text=reply.message.content or "", usage=usage)
+        return Completion(text=_text(reply.message.content), usage=usage)
 
     async def list_models(self) -> list[str]:
         """Names of the models the server has (api/tags), e.g. "llama3.2:latest"."""

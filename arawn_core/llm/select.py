@@ -30,7 +30,7 @@ from arawn_core.llm.embedded import (
     EmbeddedBackend,
     llama_cpp_available,
 )
-from arawn_core.llm.ollama_backend import OllamaBackend
+from arawn_core.llm.ollama_backend import NO_ENV_PROXIES, OllamaBackend
 
 #: How long auto-selection waits for Ollama before trying the embedded model.
 PROBE_TIMEOUT_S = 1.0
@@ -69,7 +69,7 @@ async def probe_ollama(host: str, timeout_s: float = PROBE_TIMEOUT_S) -> tuple[b
     """(True, version) when an Ollama server answers at `host` within `timeout_s`, else (False, why)."""
     url = ollama_url(host).rstrip("/") + "/api/version"
     try:
-        async with httpx.AsyncClient(timeout=timeout_s) as client:
+        async with httpx.AsyncClient(timeout=timeout_s, follow_redirects=False, mounts=NO_ENV_PROXIES) as client:
             reply = await client.get(url)
     except httpx.TimeoutException:
         return False, f"no answer within {timeout_s:g}s"
