@@ -22,6 +22,9 @@ FILE_MODE = 0o600
 class StorageFull(OSError):
     """The disk is full: nothing was half-written, retry when space returns."""
 
+    def __str__(self) -> str:  # the message alone, without "[Errno 28]"
+        return str(self.strerror)
+
 
 #: Out of space, whatever the limit: the disk (ENOSPC), a quota (EDQUOT) or a file size limit (EFBIG).
 FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})

@@ -304,11 +304,11 @@ class Repository:
         so importing the file again does not store them twice."""
         last: dict[str, tuple[str, str]] = {}
         for m in messages:
-            meta = m.metadata if isinstance(m.metadata, dict) else {}
-            key = (meta.get("import") or {}).get("key") if isinstance(meta.get("import"), dict) else None
-            if key:
-                prev = last.get(m.session_id)
-                last[m.session_id] = (key, max(m.timestamp, prev[1]) if prev else m.timestamp)
+            _note_import(last, m)
+        await self._end_imported(c, last)
+
+    async def _end_imported(self, c: Any, last: dict[str, tuple[str, str]]) -> None:
+        """An imported session is always ended (at its last message), even if its end event was lost."""
         if last:
             await c.executemany(
                 "UPDATE sessions SET ended_at = ?, end_reason = 'import' WHERE id = ? AND ended_at IS NULL",
@@ -483,16 +483,14 @@ class Repository:
         await self._insert_workstream(c, ws)
         counts["workstreams"] = 1
         batch: list[tuple[Message, tuple[int, int]]] = []
-        import_keys: dict[str, str] = {}
+        imported: dict[str, tuple[str, str]] = {}  # session id -> (import key, last message time)
         for rec in await asyncio.to_thread(lambda: list(jsonl.scan(messages_path, 0, bad))):
             try:
                 m = Message.from_record(rec.data)
             except (KeyError, TypeError, ValueError):
                 counts["bad_lines"] += 1
                 continue
-            key = ((m.metadata or {}).get("import") or {}).get("key") if isinstance(m.metadata, dict) else None
-            if key:
-                import_keys.setdefault(key, m.session_id)
+            _note_import(imported, m)
             batch.append((m, (rec.offset, rec.length)))
             if len(batch) >= 5000:
                 await self._index(c, ws_id, batch)
@@ -505,7 +503,7 @@ class Repository:
             "UPDATE sessions SET ended_at = ?, end_reason = ? WHERE id = ?",
             [(at, reason, sid) for sid, (at, reason) in ends.items()],
         )
-        await c.executemany("INSERT OR IGNORE INTO imports (key, session_id) VALUES (?, ?)", list(import_keys.items()))
+        await self._end_imported(c, imported)
         for summary, folded in summaries:
             await self.write_summary(c, summary, folded)
             counts["summaries"] += 1
@@ -513,6 +511,16 @@ class Repository:
         counts["sessions"] = row[0]
         counts["bad_lines"] += len(bad)
         return counts
+
+
+def _note_import(last: dict[str, tuple[str, str]], m: Message) -> None:
+    """Track (import key, latest timestamp) per imported session."""
+    meta = m.metadata if isinstance(m.metadata, dict) else {}
+    info = meta.get("import")
+    key = info.get("key") if isinstance(info, dict) else None
+    if key:
+        prev = last.get(m.session_id)
+        last[m.session_id] = (key, max(m.timestamp, prev[1]) if prev else m.timestamp)
 
 
 def _ws_event(ws: Workstream) -> dict[str, Any]:

@@ -99,16 +99,10 @@ def raw_peek(data_dir: Path) -> dict:
     return {"running": [r[0] for r in running], "unindexed_tail": unindexed_tail, "errors": errors}
 
 
-#: Invariants that bugs outside this suite's files still break: name -> what goes wrong.
-#: `check_store(..., tolerate=KNOWN_BUGS)` counts their violations in `Facts.tolerated` instead of failing;
-#: each has a strict-xfail reproduction (tests/reliability/test_crash_points.py), so fixing the bug turns
-#: that test into an XPASS failure, and the entry must then be removed from here.
+#: Invariants a known, not yet fixed bug still breaks: name -> what goes wrong. `check_store(...,
+#: tolerate=KNOWN_BUGS)` counts such violations in `Facts.tolerated` instead of failing. Empty: every
+#: bug this suite found is fixed, and test_crash_points.py keeps each one fixed.
 KNOWN_BUGS: dict[str, str] = {
-    "import-reindex": (
-        "a crash after an import batch reached messages.jsonl but before its session_end events reached"
-        " events.jsonl: recovery (catch-up) ends those sessions in SQLite, but `reindex` rebuilds them from"
-        " the files as active sessions (Repository._reindex_workstream ends only sessions with a"
-        " session_end event, although an imported session is always ended)"),
 }
 
 

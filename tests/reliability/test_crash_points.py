@@ -3,9 +3,8 @@
 The child is stopped exactly where a crash hurts most (mid LLM call, after a
 summary reached events.jsonl but before SQLite, after a commit but before the
 follow-up job, after an import batch reached the JSONL files but before SQLite)
-and killed there. Tests of points that still break an invariant are strict
-xfails naming the bug (see `harness.KNOWN_BUGS`): they XPASS, and so fail,
-once it is fixed.
+and killed there. Each point once exposed a real bug (see the commit history);
+these tests keep them fixed.
 """
 
 from __future__ import annotations
@@ -20,13 +19,9 @@ from arawn_core.config import Settings
 from arawn_core.core import ArawnCore
 from arawn_core.models import JobKind
 from tests.fakes import FakeBackend
-from tests.reliability.harness import KNOWN_BUGS, Child, check_store, check_worked
+from tests.reliability.harness import Child, check_store, check_worked
 
 pytestmark = pytest.mark.crash
-
-
-def known_bug(name: str):
-    return pytest.mark.xfail(strict=True, raises=AssertionError, reason=f"known bug {name}: {KNOWN_BUGS[name]}")
 
 
 def wait_running(data_dir: Path, pid: int, timeout: float = 30.0) -> tuple[str, str]:
@@ -180,12 +175,10 @@ async def test_import_killed_after_batch_logged_before_commit_then_reimported(tm
     assert not await _import_killed_at(tmp_path, "events")
 
 
-@known_bug("import-reindex")
 async def test_import_killed_before_its_session_ends_were_logged_then_reindexed(tmp_path: Path) -> None:
     """The batch's messages are in messages.jsonl, its session_end events are not: after recovery,
     importing again and a reindex, every imported session is still ended."""
-    seen = await _import_killed_at(tmp_path, "messages", frozenset({"import-reindex"}))
-    assert "import-reindex" not in seen
+    assert not await _import_killed_at(tmp_path, "messages")
 
 
 async def test_import_killed_between_batches_then_reimported(tmp_path: Path) -> None:
