@@ -45,7 +45,9 @@ COMMANDS: tuple[PaletteCommand, ...] = (
     PaletteCommand("Toggle summary panel", "Show or hide the summary panel (f2)", "toggle_summary"),
     PaletteCommand("Change theme", "Pick a Textual theme", "app.change_theme"),
     PaletteCommand("Keys and help", "Show or hide the keys of the focused widget and the app", "toggle_help"),
-    PaletteCommand("Search", "Search conversations and summaries (coming; ctrl+f)", "search"),
+    PaletteCommand("Search conversations and summaries",
+                   "Find words in every message and summary; enter opens the session at the hit (ctrl+f)",
+                   "search"),
     PaletteCommand("Quit", "Quit; queued compressions resume next time (ctrl+q)", "app.quit"),
 )
 

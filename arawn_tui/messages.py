@@ -17,6 +17,7 @@ from arawn_core import events as ev
 from arawn_core.llm.base import BackendInfo
 from arawn_core.models import Message as ChatMessage
 from arawn_core.models import Session, Summary, Workstream
+from arawn_core.search import SearchHit
 
 # ---- engine events ---------------------------------------------------------
 
@@ -146,6 +147,7 @@ class WorkstreamLoaded(Message):
 class SessionsLoaded(Message):
     workstream_id: str
     sessions: list[Session]
+    select: str | None = None  # highlight this session (a search hit opened it)
 
 
 @dataclass
@@ -164,12 +166,28 @@ class SessionSummaryLoaded(Message):
 
 @dataclass
 class TranscriptLoaded(Message):
-    """Messages of one session; `read_only` for an ended session shown as a transcript."""
+    """Messages of one session; `read_only` for an ended session shown as a transcript.
+
+    `opened`: a search hit asked for this session, so it is shown whatever was on
+    screen, scrolled to `found` (a message id) when that is set.
+    """
 
     workstream_id: str
     session_id: str | None
     messages: list[ChatMessage] = field(default_factory=list)
     read_only: bool = False
+    opened: bool = False
+    found: str | None = None
+
+
+@dataclass
+class SearchDone(Message):
+    """One search finished: its hits, or the one-line reason the query was refused."""
+
+    generation: int  # the query's number: an answer to an older query is dropped
+    query: str
+    hits: list[SearchHit] = field(default_factory=list)
+    error: str | None = None
 
 
 # ---- chat ---------------------------------------------------------------------

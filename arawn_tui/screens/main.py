@@ -24,11 +24,13 @@ from textual.worker import Worker
 from arawn_core.core import UsageError
 from arawn_core.llm.errors import LLMError
 from arawn_core.models import Session, WorkstreamState
+from arawn_core.search import SearchHit
 from arawn_core.store.repository import NotFound
 from arawn_tui import messages as m
 from arawn_tui.formatting import local_time
 from arawn_tui.sanitize import inert, one_line
 from arawn_tui.screens.dialogs import DEFAULT_MODEL, Confirm, ModelPicker, MultilinePrompt, TextPrompt
+from arawn_tui.screens.search import SearchScreen
 from arawn_tui.widgets.chat_input import PLACEHOLDER, ChatInput
 from arawn_tui.widgets.chat_view import ChatMessage, ChatView
 from arawn_tui.widgets.session_list import SessionList
@@ -60,7 +62,8 @@ class MainScreen(Screen[None]):
                 tooltip="Compress the selected workstream now"),
         Binding("ctrl+r", "retry", "Retry", id="arawn.retry", priority=True,
                 tooltip="Retry failed compression jobs"),
-        Binding("ctrl+f", "search", "Search", id="arawn.search", priority=True, show=False),
+        Binding("ctrl+f", "search", "Search", id="arawn.search", priority=True, show=False,
+                tooltip="Search conversations and summaries"),
         # One key, two meanings; check_action enables the one that applies (the footer shows it).
         Binding("escape", "stop", "Stop reply", id="arawn.stop", tooltip="Stop the reply being written"),
         Binding("escape", "back_to_live", "Back to chat", id="arawn.back_to_live",
@@ -81,6 +84,8 @@ class MainScreen(Screen[None]):
         self.loaded = False  # the first workstream list is on screen
         self._escape_state = (False, False)
         self._select_timer: Timer | None = None
+        self.search_query = ""  # the last search, offered again by the next ctrl+f
+        self.search_this_workstream = False
 
     # ---- layout --------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -240,7 +245,7 @@ class MainScreen(Screen[None]):
     def on_sessions_loaded(self, message: m.SessionsLoaded) -> None:
         if message.workstream_id != self.ws_id:
             return
-        self.session_list.set_sessions(message.sessions, keep=self.session_list.selected_id)
+        self.session_list.set_sessions(message.sessions, keep=message.select or self.session_list.selected_id)
 
     def on_workstream_summary_loaded(self, message: m.WorkstreamSummaryLoaded) -> None:
         if message.workstream_id == self.ws_id:
@@ -253,7 +258,12 @@ class MainScreen(Screen[None]):
     async def on_transcript_loaded(self, message: m.TranscriptLoaded) -> None:
         if message.workstream_id != self.ws_id:
             return
-        if message.read_only:
+        if message.opened:  # a search hit: show this session, whatever was on screen
+            self.viewing_session = message.session_id if message.read_only else None
+            if not message.read_only and self.replying and self.reply_ws == self.ws_id:
+                self._set_title()  # its live chat is on screen, a reply streaming into it
+                return
+        elif message.read_only:
             if message.session_id != self.viewing_session:
                 return
         elif self.viewing_session is not None or (self.replying and self.reply_ws == self.ws_id):
@@ -262,8 +272,10 @@ class MainScreen(Screen[None]):
         chat_input.disabled = message.read_only
         if not message.read_only:
             chat_input.set_history([x.content for x in message.messages if x.role == "user"])
-        await self.chat.show(message.messages, "" if message.read_only else LIVE_HINT)
+        await self.chat.show(message.messages, "" if message.read_only else LIVE_HINT, found=message.found)
         self._set_title()
+        if message.opened:
+            (self.chat if message.read_only else self.chat_input).focus()
 
     @on(OptionList.OptionHighlighted, "#sessions")
     def session_highlighted(self, event: OptionList.OptionHighlighted) -> None:
@@ -529,8 +541,63 @@ class MainScreen(Screen[None]):
             self.arawn.pump_jobs()
             self._mark_dirty("")
 
+    # ---- search ------------------------------------------------------------------------------
     def action_search(self) -> None:
-        self.notify("search: coming in a later version.")
+        if self._need_core() is None or isinstance(self.app.screen, SearchScreen):
+            return
+        title = self.workstream_list.title_of(self.ws_id) if self.ws_id else ""
+        screen = SearchScreen(self.search_query, self.ws_id, title, self.search_this_workstream)
+
+        def closed(hit: SearchHit | None) -> None:
+            self.search_query = screen.query_text
+            self.search_this_workstream = screen.this_workstream
+            if hit is not None:
+                self.open_search_hit(hit)
+
+        self.app.push_screen(screen, closed)
+
+    def open_search_hit(self, hit: SearchHit) -> None:
+        """Show where a hit is: its workstream, and its session's transcript scrolled to the
+        message (read-only once the session ended); a workstream-summary hit selects the workstream."""
+        wl = self.workstream_list
+        if hit.workstream_id not in wl.workstreams:
+            self.notify(f"{one_line(hit.workstream_title, 60)} is archived: it is not in the list.",
+                        severity="warning", markup=False)
+            return
+        if self._select_timer is not None:  # a highlight still settling must not load another workstream
+            self._select_timer.stop()
+        if hit.workstream_id != self.ws_id:
+            self.ws_id = hit.workstream_id  # first: the highlight event that follows has nothing to do
+            self.viewing_session = None
+            wl.highlighted = wl.get_option_index(hit.workstream_id)
+            self._set_title()
+        if hit.kind != "message":
+            self.summary_panel.display = True
+        session_id = hit.session_id if hit.kind != "workstream_summary" else None
+        self.open_hit(hit.workstream_id, session_id, hit.message_id)
+
+    @work(group="load-ws", exclusive=True, exit_on_error=False)
+    async def open_hit(self, ws_id: str, session_id: str | None, message_id: str | None) -> None:
+        core = self.core
+        assert core is not None
+        try:
+            ws = await core.get_workstream(ws_id)
+        except NotFound:
+            self.post_message(m.WorkstreamLoaded(ws_id, None))
+            return
+        sessions = await core.list_sessions(ws_id)
+        session = next((s for s in sessions if s.id == session_id), None)
+        self.post_message(m.SessionsLoaded(ws_id, sessions, select=session.id if session else None))
+        self.post_message(m.WorkstreamSummaryLoaded(ws_id, ws, await core.workstream_summary(ws_id)))
+        if session is None:  # the workstream itself: its live chat, as when it is selected
+            self.post_message(m.SessionSummaryLoaded(ws_id, None, None))
+            live = next((s for s in sessions if s.active), None)
+            history = await core.session_messages(live.id) if live else []
+            self.post_message(m.TranscriptLoaded(ws_id, live.id if live else None, history, opened=True))
+            return
+        self.post_message(m.SessionSummaryLoaded(ws_id, session, await core.session_summary(session.id)))
+        self.post_message(m.TranscriptLoaded(ws_id, session.id, await core.session_messages(session.id),
+                                             read_only=not session.active, opened=True, found=message_id))
 
     def action_toggle_summary(self) -> None:
         panel = self.summary_panel

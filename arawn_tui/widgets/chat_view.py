@@ -38,8 +38,10 @@ ROLE_LABEL = {"user": "you", "assistant": "model", "system": "system", "tool_use
 class ChatMessage(Vertical):
     """One message: a small header (role, time) and the body."""
 
-    def __init__(self, role: str, content: str, timestamp: str | None = None, *, note: str = "") -> None:
+    def __init__(self, role: str, content: str, timestamp: str | None = None, *, note: str = "",
+                 message_id: str | None = None) -> None:
         super().__init__(classes=f"message role-{role if role in ROLE_LABEL else 'other'}")
+        self.message_id = message_id  # the stored message's id (None: typed or streamed just now)
         self.role = role
         self.body_text = inert(content)
         self.timestamp = timestamp
@@ -97,26 +99,56 @@ class ChatView(VerticalScroll):
         self._generation = 0  # bumps on every show(): stale batch timers stop
         self._earlier: list[Message] = []  # older messages still to mount
         self._not_mounted = 0  # beyond TAIL: mounted only on request
+        self._found: ChatMessage | None = None  # shown at the top until the user scrolls (search hit)
 
-    async def show(self, messages: list[Message], hint: str = "") -> None:
-        """Replace everything with `messages`: the newest at once, older ones in batches."""
+    async def show(self, messages: list[Message], hint: str = "", found: str | None = None) -> None:
+        """Replace everything with `messages`: the newest at once, older ones in batches.
+
+        `found` (a message id, from a search hit): that message is mounted at once,
+        marked, and scrolled to the top of the view instead of the end.
+        """
         await self.end_reply()
         self._generation += 1
         self.messages = list(messages)
         self.reply_text = []
+        self._found = None
         await self.remove_children()
-        tail = messages[-TAIL:]
-        widgets: list = [_message_widget(m) for m in tail[-FIRST_BATCH:]]
+        index = next((i for i, m in enumerate(messages) if m.id == found), None) if found else None
+        start = max(0, len(messages) - TAIL)
+        if index is not None:
+            start = min(start, index)
+        tail = messages[start:]
+        first = FIRST_BATCH if index is None else max(FIRST_BATCH, len(messages) - index)
+        widgets: list = [_message_widget(m) for m in tail[-first:]]
         if not messages and hint:
             widgets.append(ChatNotice(hint, "hint"))
         if widgets:
             await self.mount_all(widgets)
-        self.scroll_end(animate=False)
-        self.anchor()
-        self._earlier = tail[:-FIRST_BATCH]
-        self._not_mounted = len(messages) - len(tail)
+        self._earlier = tail[:-first]
+        self._not_mounted = start
+        if index is None:
+            self.scroll_end(animate=False)
+            self.anchor()
+        else:
+            self.anchor(False)
+            self._found = next(w for w in widgets if isinstance(w, ChatMessage) and w.message_id == found)
+            self._found.add_class("-found")
+            self.call_after_refresh(self._scroll_to_found)
         if self._earlier or self._not_mounted:
             self.set_timer(0.01, partial(self._mount_earlier, self._generation))
+
+    def _scroll_to_found(self) -> None:
+        if self._found is not None and self._found.is_attached:
+            self.scroll_to_widget(self._found, animate=False, top=True, immediate=True)
+
+    def on_key(self) -> None:
+        self._found = None  # the user moves: older batches arriving no longer pull the view back
+
+    def on_mouse_scroll_up(self) -> None:
+        self._found = None
+
+    def on_mouse_scroll_down(self) -> None:
+        self._found = None
 
     async def _mount_earlier(self, generation: int) -> None:
         if generation != self._generation:  # another transcript was shown meanwhile
@@ -128,6 +160,8 @@ class ChatView(VerticalScroll):
                                          "'Show the whole transcript'", "hint"))
         if widgets:
             await self.mount_all(widgets, before=0)
+            if self._found is not None:  # messages above the found one push it down: put it back
+                self.call_after_refresh(self._scroll_to_found)
         if self._earlier:
             self.set_timer(0.01, partial(self._mount_earlier, generation))
 
@@ -135,6 +169,7 @@ class ChatView(VerticalScroll):
         """Mount every message of the transcript (the user asked for it)."""
         if self._not_mounted:
             self._generation += 1
+            self._found = None
             await self.remove_children()
             await self.mount_all([_message_widget(m) for m in self.messages])
             self._earlier, self._not_mounted = [], 0
@@ -202,4 +237,5 @@ class ChatView(VerticalScroll):
 
 
 def _message_widget(m: Message) -> ChatMessage:
-    return ChatMessage(m.role, m.content, m.timestamp, note="stopped" if (m.metadata or {}).get("interrupted") else "")
+    return ChatMessage(m.role, m.content, m.timestamp, message_id=m.id,
+                       note="stopped" if (m.metadata or {}).get("interrupted") else "")
