@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 COMPRESSION = "compression"
 # Worker groups that only read, wait on the LLM or wait on a dialog: safe to cancel at quit.
-CANCEL_ON_QUIT = frozenset({"chat", "dialog", "refresh", "load-list", "load-ws", "load-session", "poll", "queue"})
+CANCEL_ON_QUIT = frozenset({"chat", "dialog", "refresh", "load-list", "load-ws", "load-session", "poll", "queue", "search"})
 
 
 class ArawnApp(App[None]):
