@@ -30,7 +30,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import BENCH, REPO, RESULTS, log, machine_info, now_iso  # noqa: E402
 
-ORDER = ["storage", "search", "compression", "embedded"]
+ORDER = ["storage", "search", "compression", "embedded", "tui"]
 SPECIAL: dict[str, dict[str, list[str]]] = {
     # bench_embedded.py has no --quick and writes no file unless given --out
     "embedded": {"quick": ["--skip-compression"], "out": ["--out", "{results}/embedded.json"]},
@@ -351,13 +351,90 @@ def section_generic(title: str, d: dict[str, Any]) -> list[str]:
     return [title, ""] + table(["figure", "value"], rows[:80])
 
 
-def section_tui(d: dict[str, Any] | None) -> list[str]:
-    title = "## TUI (start-to-screen, key latency) — filled by the TUI owner"
+def _ms_pair(d: dict[str, Any] | None) -> tuple[str, str]:
+    d = d or {}
+    return fmt_ms(d.get("median_ms")), fmt_ms(d.get("p99_ms"))
+
+
+def section_tui(d: dict[str, Any] | None, targets: list[list[Any]] | None = None) -> list[str]:
+    title = "## TUI (issue \"The Textual app\") — `bench/bench_tui.py`"
     if d is None:
-        return [title, "", "_Placeholder: the TUI owner writes bench/results/tui.json (e.g. start-to-screen time, "
-                "key-to-screen latency, with the method); `python bench/run_all.py --report-only` then includes it "
-                "here._", ""]
-    return section_generic(title, d)
+        return [title, "", "_No bench/results/tui.json yet: run `python bench/bench_tui.py`._", ""]
+    targets = targets if targets is not None else []
+    out = [title, ""]
+    if d.get("quick"):
+        out += ["_Quick run: small sizes; figures not comparable with a full run._", ""]
+    ds = d.get("dataset", {})
+    m = d.get("machine", {})
+    out += [f"Data dir: {fmt_n(ds.get('workstreams'))} workstreams, {fmt_n(ds.get('sessions'))} sessions; terminal "
+            f"{d.get('sizes', {}).get('terminal')}; load average {m.get('loadavg')} -> {m.get('loadavg_end')} on "
+            f"{m.get('cpus')} CPUs shared with other test runs.", ""]
+    si, st = d.get("start_inprocess"), d.get("start_tmux")
+    rows = []
+    if si:
+        ph = si["median_ms"]
+        rows.append(["in-process: `create_app` + `run_test(size=(160, 45))` until the first frame with the full "
+                     f"list and the status line (median of {len(si['runs'])} fresh interpreters)",
+                     f"**{si['median_full_screen_s']:.3f} s**",
+                     f"core open done {fmt_ms(ph.get('core_open_done'))}, list read {fmt_ms(ph.get('list_workstreams_done'))}, "
+                     f"rows set {fmt_ms(ph.get('set_workstreams_done'))}, first frame with list "
+                     f"{fmt_ms(ph.get('first_frame_with_list'))}", met(si["target_met"])])
+    if st and "median_full_screen_s" in st:
+        bw = st.get("breakdown_wrapper", {}).get("marks_median_s", {})
+        rows.append([f"real `arawn` in tmux, Enter to title + status line on screen (median of {len(st['runs'])})",
+                     f"**{st['median_full_screen_s']:.3f} s**",
+                     f"first frame {st['median_first_frame_s']:.3f} s; inside: interpreter ready "
+                     f"{bw.get('interpreter_ready', float('nan')):.2f} s, backend prepared (ollama/httpx imports) "
+                     f"{bw.get('backend_prepared', float('nan')):.2f} s, Textual app imported "
+                     f"{bw.get('imported_app', float('nan')):.2f} s, core open "
+                     f"{bw.get('phase_core_open_done', float('nan')):.2f} s", met(st["target_met"])])
+        wl = st.get("what_if_backend_chosen_after_first_screen", {})
+        if wl.get("first_title_s") is not None:
+            rows.append(["(what-if) backend chosen after the first screen, its imports in a thread",
+                         f"title {wl['first_title_s']:.3f} s", f"status line with backend state {wl['full_screen_s']:.3f} s",
+                         "-"])
+    if rows:
+        out += ["Start to first full screen (target <= 1 s):", ""]
+        out += table(["how", "median", "breakdown", "target"], rows)
+        measured = " / ".join(x for x in [
+            f"in-process {si['median_full_screen_s']:.2f} s" if si else "",
+            f"real arawn {st['median_full_screen_s']:.2f} s" if st and "median_full_screen_s" in st else ""] if x)
+        targets.append([f"TUI start to first full screen ({fmt_n(ds.get('workstreams'))} ws / "
+                        f"{fmt_n(ds.get('sessions'))} sessions)", "<= 1 s", measured,
+                        met(all(x["target_met"] for x in (si, st) if x and "target_met" in x))])
+    ki, kt = d.get("keys_inprocess"), d.get("keys_tmux")
+    rows = []
+    if ki:
+        for label, key in (("in-process, all keys", "all_keys"), ("in-process, down/up in the workstream list",
+                                                                   "arrows_down_up"),
+                           ("in-process, typing in the chat input", "typing")):
+            idle, busy = _ms_pair(ki["no_compression"].get(key)), _ms_pair(ki["four_compressions"].get(key))
+            rows.append([label, *idle, *busy, ki["four_compressions"].get(key, {}).get("n", 0)])
+        wf = ki.get("what_if_fixes")
+        if wf:
+            idle, busy = _ms_pair(wf["no_compression"].get("all_keys")), _ms_pair(wf["four_compressions"].get("all_keys"))
+            rows.append(["(what-if) in-process, all keys, with the suggested TUI fixes", *idle, *busy,
+                         wf["four_compressions"].get("all_keys", {}).get("n", 0)])
+    if kt and "four_compressions" in kt:
+        rows.append(["real `arawn` in tmux, typing (send-keys to pane output)", *_ms_pair(kt["no_compression"]),
+                     *_ms_pair(kt["four_compressions"]), kt["four_compressions"].get("n", 0)])
+    if rows:
+        out += ["Key-to-screen latency, none vs 4 compression jobs running (target p99 <= 50 ms with 4 running). "
+                + (ki.get("method", "") + "; " + ki.get("backend", "") + "." if ki else ""), ""]
+        out += table(["keys", "idle median", "idle p99", "4 jobs median", "4 jobs p99", "samples (4 jobs)"], rows)
+        if kt and kt.get("method"):
+            out += [f"tmux: {kt['method']}.", ""]
+        measured = []
+        if ki:
+            measured.append(f"in-process p99 {fmt_ms(ki['four_compressions']['all_keys'].get('p99_ms'))}")
+        if kt and "four_compressions" in kt:
+            measured.append(f"tmux p99 {fmt_ms(kt['four_compressions'].get('p99_ms'))}")
+        targets.append(["TUI key-to-screen p99 with 4 compressions running", "<= 50 ms", ", ".join(measured),
+                        met(all(x.get("target_met") for x in (ki, kt) if x and "target_met" in x))])
+    note = d.get("bottleneck")
+    if note:
+        out += [note, ""]
+    return out
 
 
 FIXES = {
@@ -409,7 +486,7 @@ def render(results: Path, statuses: list[dict[str, Any]], quick: bool) -> str:
                               ["SQLite", mach["sqlite"]], ["platform", mach["platform"]],
                               ["load average when the report was written", mach["loadavg"]]])
     loads = []
-    for name in ("storage", "search", "compression"):
+    for name in ("storage", "search", "compression", "tui"):
         d = load(results, name)
         if d and d.get("machine"):
             loads.append(f"{name} {d['machine'].get('loadavg')} -> {d['machine'].get('loadavg_end')} "
@@ -440,7 +517,7 @@ def render(results: Path, statuses: list[dict[str, Any]], quick: bool) -> str:
     for p in sorted(results.glob("*.json")):
         if p.stem not in known and (d := load(results, p.stem)):
             body += section_generic(f"## {p.stem}", d)
-    body += section_tui(load(results, "tui"))
+    body += section_tui(load(results, "tui"), targets)
     lines += ["## Targets", ""]
     lines += table(["target", "wanted", "measured", "status"], targets)
     if SIDE_BY_SIDE:
