@@ -43,22 +43,19 @@ def run_tui(argv: list[str]) -> int:
 
 
 async def prepare_backend(settings: Settings) -> LLMBackend:
-    """Choose the backend before the screen takes over the terminal.
+    """Before the screen takes over the terminal: when the backend will be the embedded
+    default model and its file is not there yet, assemble it now, with progress on
+    stderr where the user can see it. Otherwise nothing is imported or probed here."""
+    from arawn_core.llm.lazy import LazyBackend
 
-    When that is the embedded default model and its file is not there yet, it
-    is assembled now, with progress on stderr where the user can see it.
-    """
-    from arawn_core.llm.select import make_backend
-
-    backend = await make_backend(settings)
+    backend: LLMBackend = LazyBackend(settings)  # the core chooses for real on first use
     if backend.kind == "embedded" and not settings.llm.model_path:
-        from pathlib import Path
+        from arawn_core.llm.embedded import default_model_path, ensure_default_model
 
-        from arawn_core.llm.embedded import ensure_default_model
-
-        if not Path(backend.host).is_file():
+        target = default_model_path()
+        if not target.is_file():
             try:
-                await asyncio.to_thread(ensure_default_model, Path(backend.host))
+                await asyncio.to_thread(ensure_default_model, target)
             except Exception as exc:  # the app still starts and shows the backend as unavailable
                 print(f"arawn: could not prepare the embedded model: {exc}", file=sys.stderr)
     return backend

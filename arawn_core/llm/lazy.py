@@ -39,9 +39,9 @@ class LazyBackend:
     async def resolve(self) -> LLMBackend:
         async with self._lock:
             if self._backend is None:
-                from arawn_core.llm.select import make_backend
-
-                self._backend = await make_backend(self.settings)
+                # importing the HTTP client stack takes a noticeable moment: not on the event loop
+                select = await asyncio.to_thread(importlib.import_module, "arawn_core.llm.select")
+                self._backend = await select.make_backend(self.settings)
         return self._backend
 
     # ---- what callers read synchronously ---------------------------------

@@ -318,9 +318,10 @@ class MainScreen(Screen[None]):
         self.chat_input.focus()
 
     def _set_title(self) -> None:
+        # the title row is one line high whatever it says: no relayout of the whole chat
         title = self.query_one("#chat-title", Static)
         if self.ws_id is None:
-            title.update(Content("Scratch chat — ctrl+n for a new workstream"))
+            title.update(Content("Scratch chat — ctrl+n for a new workstream"), layout=False)
             return
         name = self.workstream_list.title_of(self.ws_id)
         if self.viewing_session is not None:
@@ -328,9 +329,9 @@ class MainScreen(Screen[None]):
             when = local_time(session.started_at) if session else ""
             title.update(Content.assemble(
                 ("READ-ONLY ", "bold $warning"), (f"{name} — session of {when}", ""),
-                ("  (escape: back to the live chat)", "$text-muted")))
+                ("  (escape: back to the live chat)", "$text-muted")), layout=False)
         else:
-            title.update(Content.assemble((name, "bold"), ("  live chat", "$text-muted")))
+            title.update(Content.assemble((name, "bold"), ("  live chat", "$text-muted")), layout=False)
         read_only = self.viewing_session is not None
         self.chat_input.disabled = read_only
         self.chat_input.placeholder = READ_ONLY_PLACEHOLDER if read_only else PLACEHOLDER
