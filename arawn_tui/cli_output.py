@@ -25,7 +25,7 @@ def escape_c1(json_text: str) -> str:
 
 
 def print_json(doc: Any) -> None:
-    sys.stdout.write(escape_c1(json.dumps(doc, ensure_ascii=False, indent=2, default=str)))
+    sys.stdout.write(escape_c1(json.dumps(doc, ensure_ascii=False, default=str)))
     sys.stdout.write("\n")
 
 
