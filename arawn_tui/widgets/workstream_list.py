@@ -7,6 +7,7 @@ changed workstream replaces only its own row's prompt.
 from __future__ import annotations
 
 from textual.content import Content
+from textual.timer import Timer
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
@@ -26,6 +27,9 @@ def workstream_row(ws: Workstream) -> Content:
     return Content.assemble(head, "\n", details)
 
 
+PROGRESS_REPAINT_S = 0.25
+
+
 class WorkstreamList(OptionList):
     """Workstreams; highlighting one selects it (the screen loads its sessions and chat)."""
 
@@ -33,6 +37,8 @@ class WorkstreamList(OptionList):
         super().__init__(id=id)
         self.workstreams: dict[str, Workstream] = {}
         self.running_jobs: dict[str, dict[str, JobProgress]] = {}
+        self._progress_rows: set[str] = set()
+        self._progress_timer: Timer | None = None
 
     def set_workstreams(self, workstreams: list[Workstream], select: str | None = None) -> None:
         """Replace every row in one call; keep (or move to) the selected workstream."""
@@ -69,7 +75,19 @@ class WorkstreamList(OptionList):
         jobs[job_id] = JobProgress(done, total)
         ws.compression = CompressionStatus.RUNNING
         ws.progress = _sum_progress(jobs)
-        self.replace_option_prompt(ws.id, workstream_row(ws))
+        # Replacing a prompt clears the list's line cache (every row is measured again on
+        # the next paint): with several jobs reporting, repaint badges a few times a second.
+        self._progress_rows.add(ws.id)
+        if self._progress_timer is None:
+            self._progress_timer = self.set_timer(PROGRESS_REPAINT_S, self._repaint_progress)
+
+    def _repaint_progress(self) -> None:
+        self._progress_timer = None
+        rows, self._progress_rows = self._progress_rows, set()
+        for ws_id in rows:
+            ws = self.workstreams.get(ws_id)
+            if ws is not None:
+                self.replace_option_prompt(ws_id, workstream_row(ws))
 
     def job_ended(self, workstream_id: str, job_id: str) -> None:
         jobs = self.running_jobs.get(workstream_id)
