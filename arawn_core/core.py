@@ -34,6 +34,7 @@ from arawn_core.models import (
     Summary,
     Workstream,
     WorkstreamState,
+    iso_utc,
     new_id,
     utc_now,
 )
@@ -65,7 +66,6 @@ class ArawnCore:
         self.estimator = estimator
         self.events = ev.EventBus()
         self._runner: JobRunner | None = None
-        self.jobs_changed = asyncio.Event()  # set whenever a job is queued or released
 
     @property
     def runner(self) -> JobRunner:
@@ -288,15 +288,14 @@ class ArawnCore:
         minutes = self.settings.workstream.session_timeout_minutes
         if minutes <= 0:
             return []
-        now = now or datetime.now(timezone.utc)
-        cutoff = (now - timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        cutoff = iso_utc((now or datetime.now(timezone.utc)) - timedelta(minutes=minutes))
         return [await self._end(s, "idle") for s in await self.repo.idle_sessions(cutoff)]
 
     async def _ensure_session(self, workstream_id: str, now: str) -> Session:
         session = await self.repo.active_session(workstream_id)
         minutes = self.settings.workstream.session_timeout_minutes
         if session and minutes > 0:
-            cutoff = (datetime.now(timezone.utc) - timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            cutoff = iso_utc(datetime.now(timezone.utc) - timedelta(minutes=minutes))
             if session.last_activity_at < cutoff:
                 await self._end(session, "idle")
                 session = None
@@ -386,7 +385,6 @@ class ArawnCore:
         job = await self.queue.enqueue(kind, workstream_id, session_id)
         if job:
             self.events.publish(ev.JobQueued(workstream_id, job.id, kind.value, session_id))
-            self.jobs_changed.set()
         return job
 
     async def compress(self, workstream_id: str, session_id: str | None = None, rebuild: bool = False) -> list[CompressionJob]:
@@ -414,7 +412,6 @@ class ArawnCore:
         if not jobs and not in_flight:  # no session work: fold what is not folded yet
             if job := await self._enqueue(JobKind.REDUCE, workstream_id):
                 jobs.append(job)
-        self.jobs_changed.set()
         return jobs
 
     async def claim_job(self, workstream_id: str | None = None) -> CompressionJob | None:
@@ -422,7 +419,6 @@ class ArawnCore:
 
     async def run_job(self, job: CompressionJob) -> JobOutcome:
         outcome = await self.runner.run(job)
-        self.jobs_changed.set()
         return outcome
 
     async def run_next(self, workstream_id: str | None = None) -> JobOutcome | None:
@@ -458,7 +454,6 @@ class ArawnCore:
     async def retry_jobs(self, job_id: str | None = None, workstream_id: str | None = None) -> int:
         n = await self.queue.retry(job_id, workstream_id)
         if n:
-            self.jobs_changed.set()
             for ws_id in {j.workstream_id for j in await self.queue.list(JobState.PENDING)}:
                 self.events.publish(ev.WorkstreamUpdated(ws_id))
         return n
@@ -515,9 +510,10 @@ class ArawnCore:
         if since:
             try:
                 when = datetime.fromisoformat(since.replace("Z", "+00:00"))
-                if when.tzinfo:
-                    when = when.astimezone(timezone.utc)
-                since = when.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if "T" in since else when.strftime("%Y-%m-%d")
+                if "T" not in since:
+                    since = when.strftime("%Y-%m-%d")
+                else:
+                    since = iso_utc(when if when.tzinfo else when.replace(tzinfo=timezone.utc))
             except ValueError:
                 raise UsageError(f"--since {since!r} is not a date (use YYYY-MM-DD or an ISO timestamp)") from None
         try:

@@ -18,9 +18,13 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
-def utc_now() -> str:
+def iso_utc(when: datetime) -> str:
     """ISO-8601 UTC timestamp with microseconds and a trailing Z (the original arawn layout)."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def utc_now() -> str:
+    return iso_utc(datetime.now(timezone.utc))
 
 
 def parse_ts(value: str) -> datetime:

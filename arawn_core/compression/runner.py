@@ -16,7 +16,13 @@ from typing import Callable
 
 from arawn_core import events as ev
 from arawn_core.compression.budget import TokenEstimator
-from arawn_core.compression.mapreduce import CompressionError, Summarizer, SummarizerConfig, SummaryResult
+from arawn_core.compression.mapreduce import (
+    CompressionError,
+    Summarizer,
+    SummarizerConfig,
+    SummaryResult,
+    input_hash,
+)
 from arawn_core.compression.prompts import PROMPT_VERSION
 from arawn_core.compression.staleness import VERBATIM_MODEL, is_stale  # noqa: F401  (re-exported)
 from arawn_core.config import Settings
@@ -54,14 +60,6 @@ def hash_messages(messages: list[Message]) -> str:
         h.update(m.role.encode())
         h.update(b"\0")
         h.update(m.content.encode("utf-8", "surrogatepass"))
-        h.update(b"\x1e")
-    return h.hexdigest()
-
-
-def hash_texts(texts: list[str]) -> str:
-    h = hashlib.sha256()
-    for t in texts:
-        h.update(t.encode("utf-8", "surrogatepass"))
         h.update(b"\x1e")
     return h.hexdigest()
 
@@ -225,7 +223,7 @@ class JobRunner:
             texts = [s.text for _, s in pending]
             result = await summarizer.rebuild(texts, progress)
             covers = [sid for sid, _ in pending]
-            digest = hash_texts(texts)
+            digest = input_hash(*texts)
         else:
             pending = await self.repo.unfolded_session_summaries(job.workstream_id)
             if not pending:
@@ -235,7 +233,7 @@ class JobRunner:
             prev_text = previous.text if previous else None
             result = await summarizer.fold(prev_text, texts, progress)
             covers = (previous.covers if previous else []) + [sid for sid, _ in pending]
-            digest = hash_texts(([prev_text] if prev_text else []) + texts)
+            digest = input_hash(prev_text, *texts)
         summary = self._summary(SummaryKind.WORKSTREAM, job, result.text, model, result,
                                 sum(len(t) for t in texts) + (len(previous.text) if previous and not rebuild else 0),
                                 digest, covers, started)
