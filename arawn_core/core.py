@@ -113,6 +113,8 @@ class ArawnCore:
         for ws_id in behind:
             await self.repo.catch_up(ws_id)
         await self.queue.recover_orphans()
+        if await self.repo.kv_get("fts_rebuild"):  # schema 3 replaced the full-text index
+            await self.repo.rebuild_message_index()
 
     async def close(self, end_sessions: bool | None = None) -> None:
         """End active sessions if asked (default: `end_sessions_on_quit`); queued jobs stay queued."""

@@ -13,13 +13,13 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from arawn_core.store import jsonl
+from arawn_core.store import fts, jsonl
 from arawn_core.store.db import Database
 
 OPERATORS = {"AND", "OR", "NOT"}
 SNIPPET_CHARS = 160
-#: Newest-first rowid windows searched in turn (None: everything).
-WINDOWS: tuple[int | None, ...] = (4_000, 32_000, 256_000, None)
+#: Search stops widening once it has enough hits from at least this many newest messages.
+RANK_AT_LEAST = 8_192
 _TOKEN = re.compile(r'"[^"]*"?|\(|\)|[^\s"()]+')
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -138,26 +138,41 @@ async def search(db: Database, messages_path, query: str, workstream_id: str | N
         filters.append("m.timestamp >= ?")
         params.append(since)
     where = "".join(f" AND {f}" for f in filters)
-    select = (
-        "SELECT f.rowid AS rid, bm25(messages_fts) AS score, m.id, m.workstream_id, m.session_id, m.role,"
-        " m.timestamp, m.offset, m.length, w.title FROM messages_fts f JOIN messages m ON m.rowid = f.rowid"
-        f" JOIN workstreams w ON w.id = m.workstream_id WHERE messages_fts MATCH ? AND f.rowid > ?{where}"
-        " ORDER BY score LIMIT ?"
-    )
     top = (await db.fetchone("SELECT max(rowid) FROM messages"))[0] or 0
-    rows: list[Any] = []
-    exact_ids: set[int] = set()
-    # bm25 is computed for every match before the best are taken, so a common word over
-    # a million messages costs a second. Rank within the newest messages first and widen
-    # only while fewer than `limit` hits come back: recent conversations win ties.
-    for window in WINDOWS:
-        floor = max(0, top - window) if window else 0
-        exact = await db.fetchall(select, [parsed.phrase, floor, *params, limit]) if parsed.phrase else []
-        exact_ids = {r["rid"] for r in exact}
-        ranked = [] if len(exact) >= limit else await db.fetchall(select, [parsed.fts, floor, *params, limit])
-        rows = (exact + [r for r in ranked if r["rid"] not in exact_ids])[:limit]
-        if len(rows) >= limit or floor == 0:
+    exact: list[Any] = []  # (rowid, score) matching the whole query as a phrase
+    ranked: list[Any] = []  # (rowid, score) matching the query, not as a phrase
+    phrase = parsed.phrase if parsed.phrase != parsed.fts else None  # a quoted phrase: every hit is exact
+    # Newest messages first, one rowid range at a time (each inside one shard, so bm25's
+    # document counts cost a shard, not the history); older ranges only while there are
+    # fewer than `limit` hits or fewer than RANK_AT_LEAST messages ranked: recent
+    # conversations win ties.
+    for lo, hi in _ranges(top, await fts.shards(db.conn)):
+        t = fts.table(fts.shard_of(hi))
+        join = f" JOIN messages m ON m.rowid = {t}.rowid" if filters else ""
+        select = (f"SELECT {t}.rowid, bm25({t}) AS score FROM {t}{join}"
+                  f" WHERE {t} MATCH ? AND {t}.rowid > ? AND {t}.rowid <= ?{where} ORDER BY score LIMIT ?")
+        got = await db.fetchall(select, [parsed.fts, lo, hi, *params, limit])
+        if phrase and got:
+            if len(got) < limit:  # every match of the range is here: which of them hold the phrase (no ranking)
+                rows = await db.fetchall(f"SELECT rowid FROM {t} WHERE {t} MATCH ? AND rowid >= ? AND rowid <= ?",
+                                         [phrase, min(r[0] for r in got), max(r[0] for r in got)])
+                holds = {r[0] for r in rows}
+                exact += [r for r in got if r[0] in holds]
+            else:
+                best_phrase = await db.fetchall(select, [phrase, lo, hi, *params, limit])
+                exact += best_phrase
+                holds = {r[0] for r in best_phrase}
+            got = [r for r in got if r[0] not in holds]
+        (exact if parsed.phrase and not phrase else ranked).extend(got)
+        if len(exact) + len(ranked) >= limit and top - lo >= RANK_AT_LEAST:
             break
+    best = (sorted(exact, key=lambda r: r[1]) + sorted(ranked, key=lambda r: r[1]))[:limit]
+    exact_ids = {r[0] for r in exact}
+    meta = {r["rid"]: r for r in await db.fetchall(
+        "SELECT m.rowid AS rid, m.id, m.workstream_id, m.session_id, m.role, m.timestamp, m.offset, m.length,"
+        " w.title FROM messages m JOIN workstreams w ON w.id = m.workstream_id"
+        f" WHERE m.rowid IN ({','.join('?' * len(best))})", [r[0] for r in best])} if best else {}
+    rows = [dict(meta[rid], score=score) for rid, score in best if rid in meta]
     contents = await asyncio.to_thread(_read_contents, messages_path, rows)
     hits = [
         SearchHit("message", r["workstream_id"], r["title"], r["session_id"], r["id"], r["role"], r["timestamp"],
@@ -196,6 +211,15 @@ async def _search_summaries(db: Database, parsed: ParsedQuery, workstream_id: st
                   bool(phrase and phrase in " ".join(_WORD.findall(r["text"].lower()))))
         for r in rows
     ]
+
+
+def _ranges(top: int, shards: list[int]) -> list[tuple[int, int]]:
+    """(lo, hi] rowid ranges, newest first: the newest RANK_AT_LEAST messages, then up to a
+    shard's worth, then shard by shard; no range crosses a shard boundary."""
+    cuts = {0, top - RANK_AT_LEAST, top - fts.SHARD_ROWS} | {k * fts.SHARD_ROWS for k in shards}
+    points = sorted((c for c in cuts if 0 <= c < top), reverse=True)
+    edges = [top, *points]
+    return [(lo, hi) for hi, lo in zip(edges, edges[1:]) if fts.shard_of(hi) in set(shards)]
 
 
 def _read_contents(messages_path, rows: list[Any]) -> list[str]:

@@ -310,7 +310,7 @@ def build_message_corpus(root: Path, n_big: int, n_small: int, session_len: int 
     20 sessions (2,000 messages) a batch. Big sessions start an hour apart; small
     ones are spread over the same span so date filters cut both.
     """
-    params = {"kind": "messages", "n_big": n_big, "n_small": n_small, "session_len": session_len, "version": 1}
+    params = {"kind": "messages", "n_big": n_big, "n_small": n_small, "session_len": session_len, "version": 2}
     path = Path(root) / f"corpus-{n_big}-{n_small}-{session_len}"
     if not rebuild and (info := load_dataset(path, params)) is not None:
         info["reused"] = True

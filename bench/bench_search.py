@@ -15,11 +15,15 @@
 2. Index size: the FTS5 tables' pages (dbstat) against the JSONL bytes.
 3. Import throughput (messages/s through Repository.import_sessions, 2,000
    messages a batch) with the FTS index and without it, same messages, fresh
-   data dirs, alternating. "Without": after the schema is created,
-   messages_fts is replaced by an ordinary empty table with the same name and
-   columns whose BEFORE INSERT trigger discards every row (RAISE(IGNORE)); the
-   engine's statements run unchanged, nothing is indexed or stored, so the
-   difference is the cost of FTS5 indexing itself.
+   data dirs, alternating. "Without": the engine's one call that writes the
+   index (arawn_core.store.fts.insert) is replaced by a no-op for that run;
+   every other statement runs unchanged, so the difference is the cost of
+   FTS5 indexing itself.
+
+The message index is sharded by rowid (arawn_core.store.fts, 65,536 messages
+a shard): the "bare" figures of the slowest queries are the same MATCH on the
+newest shard alone (ORDER BY rank LIMIT 20, no join) and the match count over
+every shard.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from arawn_core.store import fts  # noqa: E402
 from _common import (  # noqa: E402
     base_parser,
     build_message_corpus,
@@ -62,14 +68,29 @@ _ALPHA = re.compile(r"^[a-z]+$")
 # --------------------------------------------------------------------------- queries
 
 
+def shard_tables(conn: sqlite3.Connection) -> list[str]:
+    """The message index's FTS5 tables, oldest shard first."""
+    return [fts.table(k) for k in fts.shards_from(conn.execute(fts.LIST_SQL).fetchall())]
+
+
 def vocabulary(db_path: Path) -> list[tuple[str, int]]:
-    """(term, documents) for every alphabetic term of the message index, from fts5vocab."""
+    """(term, documents) for every alphabetic term of the message index, from fts5vocab (summed over shards)."""
     conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    docs: dict[str, int] = {}
     try:
-        conn.execute("CREATE VIRTUAL TABLE temp.v USING fts5vocab(main, messages_fts, 'row')")
-        return [(t, d) for t, d in conn.execute("SELECT term, doc FROM temp.v") if _ALPHA.match(t)]
+        for i, name in enumerate(shard_tables(conn)):
+            conn.execute(f"CREATE VIRTUAL TABLE temp.v{i} USING fts5vocab(main, {name}, 'row')")
+            for t, d in conn.execute(f"SELECT term, doc FROM temp.v{i}"):
+                if _ALPHA.match(t):
+                    docs[t] = docs.get(t, 0) + d
+        return sorted(docs.items())
     finally:
         conn.close()
+
+
+def count_matches(conn: sqlite3.Connection, expression: str) -> int:
+    return sum(conn.execute(f"SELECT count(*) FROM {t} WHERE {t} MATCH ?", (expression,)).fetchone()[0]
+               for t in shard_tables(conn))
 
 
 def build_queries(vocab: list[tuple[str, int]], docs: int, ws: dict[str, str], since: dict[str, str],
@@ -140,33 +161,24 @@ async def run_queries(core: Any, queries: list[dict[str, Any]], passes: int) -> 
     return queries
 
 
-def bare_fts(db_path: Path, fts: str, runs: int = 3) -> dict[str, Any]:
-    """The same MATCH without the joins: ORDER BY rank LIMIT 20 on messages_fts alone, and the match count."""
+def bare_fts(db_path: Path, expression: str, runs: int = 3) -> dict[str, Any]:
+    """The same MATCH without the joins: ORDER BY rank LIMIT 20 on the newest shard alone, and the match count."""
     conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     try:
+        newest = shard_tables(conn)[-1]
         times = []
         for _ in range(runs):
             t0 = time.perf_counter()
-            conn.execute("SELECT rowid FROM messages_fts WHERE messages_fts MATCH ? ORDER BY rank LIMIT 20",
-                         (fts,)).fetchall()
+            conn.execute(f"SELECT rowid FROM {newest} WHERE {newest} MATCH ? ORDER BY rank LIMIT 20",
+                         (expression,)).fetchall()
             times.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        matches = conn.execute("SELECT count(*) FROM messages_fts WHERE messages_fts MATCH ?", (fts,)).fetchone()[0]
+        matches = count_matches(conn, expression)
         count_s = time.perf_counter() - t0
-        # the same ranking restricted to the newest 10% of rowids (FTS5 pushes the rowid bound into the match)
-        top = conn.execute("SELECT max(rowid) FROM messages").fetchone()[0] or 0
-        bound = int(top * 0.9)
-        recent = []
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            conn.execute("SELECT rowid FROM messages_fts WHERE messages_fts MATCH ? AND rowid >= ?"
-                         " ORDER BY rank LIMIT 20", (fts, bound)).fetchall()
-            recent.append(time.perf_counter() - t0)
     finally:
         conn.close()
-    return {"matches": matches, "bare_rank_limit20_ms": round(statistics.median(times) * 1000, 2),
-            "bare_count_ms": round(count_s * 1000, 2),
-            "bare_newest_10pct_ms": round(statistics.median(recent) * 1000, 2)}
+    return {"matches": matches, "bare_newest_shard_rank_limit20_ms": round(statistics.median(times) * 1000, 2),
+            "bare_count_all_shards_ms": round(count_s * 1000, 2)}
 
 
 def _match_counts(db_path: Path, queries: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
@@ -177,8 +189,7 @@ def _match_counts(db_path: Path, queries: list[dict[str, Any]]) -> dict[str, dic
     counts: dict[str, list[int]] = {}
     try:
         for q in queries:
-            fts = parse_query(q["query"]).fts
-            n = conn.execute("SELECT count(*) FROM messages_fts WHERE messages_fts MATCH ?", (fts,)).fetchone()[0]
+            n = count_matches(conn, parse_query(q["query"]).fts)
             q["matches"] = n
             counts.setdefault(q["category"], []).append(n)
     finally:
@@ -249,15 +260,16 @@ def measure_index_size(info: dict[str, Any]) -> dict[str, Any]:
     db_path = data_dir / "arawn.db"
     objects = db_object_bytes(db_path)
     jsonl_bytes = dir_bytes(data_dir / "workstreams", "messages.jsonl")
-    fts = {k: v for k, v in objects.items() if k.startswith("messages_fts")}
-    fts_bytes = sum(fts.values())
+    fts_objects = {k: v for k, v in objects.items() if k.startswith("messages_fts")}
+    fts_bytes = sum(fts_objects.values())
     msg_index = {k: v for k, v in objects.items() if k in ("messages", "messages_by_session")
                  or k.startswith("sqlite_autoindex_messages")}
     return {
         "method": "dbstat (SUM(pgsize) per table/index)" if objects else "dbstat unavailable",
         "messages": info["big_messages"] + info["small_messages"],
         "jsonl_bytes": jsonl_bytes,
-        "fts_tables_bytes": fts,
+        "fts_shards": len({k.split("_")[2] for k in fts_objects}),
+        "fts_tables_bytes": fts_objects,
         "fts_bytes": fts_bytes,
         "fts_over_jsonl": round(fts_bytes / jsonl_bytes, 3) if jsonl_bytes else None,
         "fts_bytes_per_message": round(fts_bytes / (info["big_messages"] + info["small_messages"]), 1),
@@ -269,28 +281,26 @@ def measure_index_size(info: dict[str, Any]) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- import throughput
 
-DISCARD_FTS = [
-    "DROP TABLE messages_fts",
-    "CREATE TABLE messages_fts(rowid INTEGER PRIMARY KEY, content TEXT)",
-    "CREATE TRIGGER messages_fts_discard BEFORE INSERT ON messages_fts BEGIN SELECT RAISE(IGNORE); END",
-]
+async def _index_nothing(conn: Any, rows: Any) -> None:
+    """Stands in for arawn_core.store.fts.insert in the "without the index" runs."""
 
 
 async def import_once(root: Path, n: int, with_fts: bool) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="import-", dir=root))
     try:
         core = await open_core(work / "data")
+        real_insert = fts.insert
         try:
             if not with_fts:
-                for sql in DISCARD_FTS:
-                    await core.db.conn.execute(sql)
+                fts.insert = _index_nothing
             ws = await core.create_workstream("import")
             messages = list(corpus(n, start=300_000))  # materialized before the clock starts
             t0 = time.perf_counter()
             got = await import_stream(core, ws.id, messages, 100, iter(range(10**9)))
             wall = time.perf_counter() - t0
-            fts_rows = (await core.db.fetchone("SELECT count(*) FROM messages_fts"))[0]
+            fts_rows = await fts.count(core.db.conn)
         finally:
+            fts.insert = real_insert
             await core.close(end_sessions=False)
         db_bytes = sum(p.stat().st_size for p in (work / "data").glob("arawn.db*"))
     finally:
@@ -310,7 +320,7 @@ async def measure_import(root: Path, n: int, rounds: int) -> dict[str, Any]:
     return {
         "messages": n,
         "batch": "import_sessions, 20 sessions x 100 messages a call (one JSONL append + fsync, one transaction)",
-        "without_method": "messages_fts replaced by an ordinary table + BEFORE INSERT trigger RAISE(IGNORE)",
+        "without_method": "arawn_core.store.fts.insert (the one call that writes the index) replaced by a no-op",
         "with_fts_messages_per_s": round(med["with_fts"], 1),
         "without_fts_messages_per_s": round(med["without_fts"], 1),
         "slowdown_from_fts": ratio(med["without_fts"], med["with_fts"], 2),

@@ -27,7 +27,7 @@ from arawn_core.models import (
     new_id,
     utc_now,
 )
-from arawn_core.store import jsonl
+from arawn_core.store import fts, jsonl
 from arawn_core.store.converters import (
     session_from_row,
     summary_from_record,
@@ -230,11 +230,14 @@ class Repository:
             " VALUES (?,?,?,?,?,?,?)",
             [(m.id, m.workstream_id, m.session_id, m.role, m.timestamp, off, ln) for m, (off, ln) in items],
         )
-        await c.executemany(
-            "INSERT INTO messages_fts (rowid, content) SELECT m.rowid, ? FROM messages m WHERE m.id = ?"
-            " AND NOT EXISTS (SELECT 1 FROM messages_fts f WHERE f.rowid = m.rowid)",
-            [(m.content, m.id) for m, _ in items],
-        )
+        rowids: dict[str, int] = {}
+        for i in range(0, len(items), 500):
+            part = [m.id for m, _ in items[i:i + 500]]
+            async with c.execute(f"SELECT id, rowid FROM messages WHERE id IN ({','.join('?' * len(part))})",
+                                 part) as cur:
+                rowids.update((r[0], r[1]) for r in await cur.fetchall())
+        first = {m.id: m for m, _ in reversed(items)}  # an id twice in one batch is stored once
+        await fts.insert(c, [(rowids[i], m.content) for i, m in first.items()])
         per_session: dict[str, list[Message]] = {}
         for m, _ in items:
             per_session.setdefault(m.session_id, []).append(m)
@@ -440,6 +443,29 @@ class Repository:
                                 [(key, msgs[0].session_id) for key, msgs, _ in fresh])
         return [key for key, _, _ in fresh]
 
+    # ---- full-text index ---------------------------------------------
+    async def rebuild_message_index(self, progress: Progress | None = None) -> int:
+        """Re-index every message's text from the JSONL files (after schema 3 replaced the index)."""
+        ws_ids = [r[0] for r in await self.db.fetchall("SELECT id FROM workstreams ORDER BY rowid")]
+        total = 0
+        async with self.db.transaction() as c:
+            await fts.clear(c)
+            for i, ws_id in enumerate(ws_ids):
+                async with c.execute("SELECT rowid, offset, length FROM messages WHERE workstream_id = ?"
+                                     " ORDER BY offset", (ws_id,)) as cur:
+                    spans = [tuple(r) for r in await cur.fetchall()]
+                for j in range(0, len(spans), 2000):
+                    part = spans[j:j + 2000]
+                    records = await asyncio.to_thread(jsonl.read_spans, self.messages_path(ws_id),
+                                                      [(off, ln) for _, off, ln in part])
+                    await fts.insert(c, [(rid, str(rec.get("content", ""))) for (rid, _, _), rec in zip(part, records)])
+                    total += len(part)
+                if progress:
+                    progress(i + 1, len(ws_ids))
+            await c.execute("DELETE FROM kv WHERE key = 'fts_rebuild'")
+        log.info("full-text index rebuilt: %d messages", total)
+        return total
+
     # ---- reindex -------------------------------------------------------
     async def reindex(self, progress: Progress | None = None) -> dict[str, int]:
         """Rebuild every table the files can rebuild; jobs and kv are kept."""
@@ -448,7 +474,7 @@ class Repository:
         async with self.db.transaction() as c:
             for table in ("messages", "summaries", "imports", "sessions", "workstreams"):
                 await c.execute(f"DELETE FROM {table}")
-            await c.execute("INSERT INTO messages_fts(messages_fts) VALUES ('delete-all')")
+            await fts.clear(c)
             for i, d in enumerate(dirs):
                 try:
                     ws_id = checked_id(d.name)

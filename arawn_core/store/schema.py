@@ -116,4 +116,11 @@ MIGRATIONS: list[str] = [
         INSERT INTO summaries_fts(rowid, text) VALUES (new.rowid, new.text);
     END;
     """,
+    # 3: the messages' index moves to rowid shards (arawn_core.store.fts): bm25 cost
+    # then follows the shard size, not the history's. A store that already holds
+    # messages is re-indexed from its JSONL files on the next open.
+    """
+    DROP TABLE messages_fts;
+    INSERT OR REPLACE INTO kv (key, value) SELECT 'fts_rebuild', '1' WHERE EXISTS (SELECT 1 FROM messages);
+    """,
 ]

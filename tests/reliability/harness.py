@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from arawn_core.core import ArawnCore
+from arawn_core.store import fts
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -161,11 +162,10 @@ async def check_store(core: ArawnCore, where: str, acked: dict[str, str] | None 
 
     # ---- messages: the index matches the JSONL files exactly ---------------------------------
     n_msgs = (await db.fetchone("SELECT COUNT(*) FROM messages"))[0]
-    n_fts = (await db.fetchone("SELECT COUNT(*) FROM messages_fts"))[0]
-    assert n_fts == n_msgs, f"{where}: messages_fts has {n_fts} rows, messages {n_msgs}"
-    missing_fts = (await db.fetchone(
-        "SELECT COUNT(*) FROM messages m WHERE NOT EXISTS (SELECT 1 FROM messages_fts f WHERE f.rowid = m.rowid)"))[0]
-    assert missing_fts == 0, f"{where}: {missing_fts} messages have no full-text row"
+    n_fts = await fts.count(db.conn)
+    assert n_fts == n_msgs, f"{where}: the full-text index has {n_fts} rows, messages {n_msgs}"
+    misplaced = await fts.misplaced(db.conn)  # with the counts equal, none misplaced = every message indexed once
+    assert misplaced == 0, f"{where}: {misplaced} full-text rows without their message or outside their shard"
     facts.messages = n_msgs
     all_file_ids: set[str] = set()
     keys_seen: dict[str, set[str]] = defaultdict(set)
@@ -323,10 +323,8 @@ async def check_worked(core: ArawnCore, where: str, workstream_ids: list[str],
 
 async def fts_finds(core: ArawnCore, word: str, message_id: str) -> bool:
     """The full-text index holds `word` for that message (exact, whatever else matches)."""
-    row = await core.db.fetchone(
-        "SELECT 1 FROM messages_fts f JOIN messages m ON m.rowid = f.rowid WHERE messages_fts MATCH ? AND m.id = ?",
-        ('"' + word.replace('"', '""') + '"', message_id))
-    return row is not None
+    row = await core.db.fetchone("SELECT rowid FROM messages WHERE id = ?", (message_id,))
+    return row is not None and await fts.contains(core.db.conn, row[0], '"' + word.replace('"', '""') + '"')
 
 
 async def probe_fts(core: ArawnCore, where: str) -> int:
