@@ -7,14 +7,13 @@ turns) or `MarkdownText` (model turns); neither interprets Rich/Textual markup.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 
 from textual import events
-
 from textual.containers import Vertical, VerticalScroll
 from textual.message import Message as UIMessage
 from textual.content import Content
 from textual.timer import Timer
+from textual.widget import Widget
 from textual.widgets import Static
 
 from arawn_core.models import Message
@@ -22,12 +21,14 @@ from arawn_tui.formatting import local_time
 from arawn_tui.sanitize import StreamSanitizer, inert
 from arawn_tui.widgets.markdown_text import MarkdownText
 
-# A transcript is mounted newest first, in batches (about 10 ms a message), so
-# the screen answers keys while a long session fills in; at most TAIL messages
-# are mounted unless the user asks for the whole transcript.
-FIRST_BATCH = 12
-BATCH = 12
-TAIL = 200
+# A transcript shows a window of it: the newest WINDOW messages (or the ones around a
+# search hit). Every mounted message makes each layout pass of the screen longer, so the
+# rest is mounted PAGE at a time when the user scrolls to the window's top (or bottom),
+# or all at once on request ('Show the whole transcript').
+WINDOW = 24
+PAGE = 24
+BEFORE_FOUND = 8  # messages mounted above a search hit, for context
+LOAD_MARGIN = 3  # lines from the window's edge at which the next page is mounted
 # A streaming reply is re-rendered at most this often, however fast tokens come.
 STREAM_REFRESH_S = 0.05
 
@@ -84,7 +85,11 @@ class ChatNotice(Static):
 
 
 class ChatView(VerticalScroll):
-    """The centre pane. `show` replaces the transcript; `begin_reply` streams a new one."""
+    """The centre pane. `show` replaces the transcript; `begin_reply` streams a new one.
+
+    Of `messages`, `messages[_lo:_hi]` are mounted; a notice above (below) them says
+    how many are not, and scrolling onto it mounts the next page.
+    """
 
     can_focus = True
 
@@ -96,36 +101,45 @@ class ChatView(VerticalScroll):
         self._reply_shown = ""
         self._sanitizer = StreamSanitizer()
         self._flush_timer: Timer | None = None
-        self._generation = 0  # bumps on every show(): stale batch timers stop
-        self._earlier: list[Message] = []  # older messages still to mount
-        self._not_mounted = 0  # beyond TAIL: mounted only on request
+        self._lo = 0
+        self._hi = 0
+        self._earlier: ChatNotice | None = None
+        self._later: ChatNotice | None = None
+        self._paging = False  # a page is being mounted
+        self._generation = 0  # bumps on every show(): a page mounted for an older one is dropped
         self._found: ChatMessage | None = None  # shown at the top until the user scrolls (search hit)
 
     async def show(self, messages: list[Message], hint: str = "", found: str | None = None) -> None:
-        """Replace everything with `messages`: the newest at once, older ones in batches.
+        """Replace everything with `messages`: the newest WINDOW of them, at the end.
 
-        `found` (a message id, from a search hit): that message is mounted at once,
-        marked, and scrolled to the top of the view instead of the end.
+        `found` (a message id, from a search hit): the window holds that message and
+        the ones around it, marked, scrolled to the top of the view instead of the end.
         """
         await self.end_reply()
         self._generation += 1
         self.messages = list(messages)
         self.reply_text = []
         self._found = None
-        await self.remove_children()
         index = next((i for i, m in enumerate(messages) if m.id == found), None) if found else None
-        start = max(0, len(messages) - TAIL)
-        if index is not None:
-            start = min(start, index)
-        tail = messages[start:]
-        first = FIRST_BATCH if index is None else max(FIRST_BATCH, len(messages) - index)
-        widgets: list = [_message_widget(m) for m in tail[-first:]]
+        n = len(messages)
+        if index is None:
+            self._lo, self._hi = max(0, n - WINDOW), n
+        else:
+            self._lo = max(0, index - BEFORE_FOUND)
+            self._hi = min(n, self._lo + WINDOW)
+        widgets: list[Widget] = [_message_widget(m) for m in messages[self._lo:self._hi]]
         if not messages and hint:
             widgets.append(ChatNotice(hint, "hint"))
+        self._earlier = ChatNotice("", "more") if self._lo else None
+        self._later = ChatNotice("", "more") if self._hi < n else None
+        self._label_edges()
+        if self._earlier is not None:
+            widgets.insert(0, self._earlier)
+        if self._later is not None:
+            widgets.append(self._later)
+        await self.remove_children()
         if widgets:
             await self.mount_all(widgets)
-        self._earlier = tail[:-first]
-        self._not_mounted = start
         if index is None:
             self.scroll_end(animate=False)
             self.anchor()
@@ -134,15 +148,34 @@ class ChatView(VerticalScroll):
             self._found = next(w for w in widgets if isinstance(w, ChatMessage) and w.message_id == found)
             self._found.add_class("-found")
             self.call_after_refresh(self._scroll_to_found)
-        if self._earlier or self._not_mounted:
-            self.set_timer(0.01, partial(self._mount_earlier, self._generation))
+        self.call_after_refresh(self._fill_view)
+
+    def _fill_view(self) -> None:
+        """A window too short to scroll would never load the rest: load the next page now."""
+        if self._paging or not self.is_attached or self.max_scroll_y > LOAD_MARGIN:
+            return
+        if self._earlier is not None:
+            self._paging = True
+            self.call_later(self._mount_earlier)
+        elif self._later is not None:
+            self._paging = True
+            self.call_later(self._mount_later)
+
+    def _label_edges(self) -> None:
+        if self._earlier is not None:
+            self._earlier.update(Content(f"↑ {self._lo} earlier message{'s' if self._lo != 1 else ''}: scroll up "
+                                         "to load them (or 'Show the whole transcript' in the palette)"))
+        if self._later is not None:
+            later = len(self.messages) - self._hi
+            self._later.update(Content(f"↓ {later} later message{'s' if later != 1 else ''}: scroll down to "
+                                       "load them"))
 
     def _scroll_to_found(self) -> None:
         if self._found is not None and self._found.is_attached:
             self.scroll_to_widget(self._found, animate=False, top=True, immediate=True)
 
     def on_key(self) -> None:
-        self._found = None  # the user moves: older batches arriving no longer pull the view back
+        self._found = None  # the user moves: the view no longer holds on to the hit
 
     def on_mouse_scroll_up(self) -> None:
         self._found = None
@@ -150,37 +183,94 @@ class ChatView(VerticalScroll):
     def on_mouse_scroll_down(self) -> None:
         self._found = None
 
-    async def _mount_earlier(self, generation: int) -> None:
-        if generation != self._generation:  # another transcript was shown meanwhile
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        if self._paging or self._found is not None:
             return
-        batch, self._earlier = self._earlier[-BATCH:], self._earlier[:-BATCH]
-        widgets: list = [_message_widget(m) for m in batch]
-        if not self._earlier and self._not_mounted:
-            widgets.insert(0, ChatNotice(f"{self._not_mounted} earlier messages not shown: use the palette's "
-                                         "'Show the whole transcript'", "hint"))
-        if widgets:
-            await self.mount_all(widgets, before=0)
-            if self._found is not None:  # messages above the found one push it down: put it back
-                self.call_after_refresh(self._scroll_to_found)
-        if self._earlier:
-            self.set_timer(0.01, partial(self._mount_earlier, generation))
+        if self._earlier is not None and new_value <= LOAD_MARGIN and new_value < old_value:
+            self._paging = True
+            self.call_later(self._mount_earlier)
+        elif self._later is not None and new_value >= self.max_scroll_y - LOAD_MARGIN and new_value > old_value:
+            self._paging = True
+            self.call_later(self._mount_later)
+
+    async def _mount_earlier(self) -> None:
+        """The user reached the top of the window: mount the PAGE messages before it, and keep
+        what was on screen where it was (the new messages grow the view upwards)."""
+        try:
+            notice, generation = self._earlier, self._generation
+            if notice is None or not notice.is_attached:
+                return
+            # a scroll still gliding towards the top would run on into the page just mounted
+            await self.app.animator.stop_animation(self, "scroll_y", complete=False)
+            lo = max(0, self._lo - PAGE)
+            widgets = [_message_widget(m) for m in self.messages[lo:self._lo]]
+            self._lo = lo
+            height = self.virtual_size.height
+            await self.mount_all(widgets, after=notice)
+            if generation != self._generation:
+                return
+            if lo == 0:
+                self._earlier = None
+                await notice.remove()
+            else:
+                self._label_edges()
+            self.call_after_refresh(self._keep_view, height, self.scroll_y)
+        finally:
+            self._paging = False
+        self.call_after_refresh(self._fill_view)
+
+    def _keep_view(self, height: int, scroll_y: float) -> None:
+        if self._found is not None:
+            self._scroll_to_found()
+        else:
+            self.scroll_to(y=scroll_y + self.virtual_size.height - height, animate=False, immediate=True)
+
+    async def _mount_later(self) -> None:
+        """The user reached the bottom of a window opened at a search hit: mount the next PAGE."""
+        try:
+            notice, generation = self._later, self._generation
+            if notice is None or not notice.is_attached:
+                return
+            await self.app.animator.stop_animation(self, "scroll_y", complete=False)
+            hi = min(len(self.messages), self._hi + PAGE)
+            await self.mount_all([_message_widget(m) for m in self.messages[self._hi:hi]], before=notice)
+            if generation != self._generation:
+                return
+            self._hi = hi
+            if hi == len(self.messages):
+                self._later = None
+                await notice.remove()
+            else:
+                self._label_edges()
+        finally:
+            self._paging = False
+        self.call_after_refresh(self._fill_view)
 
     async def show_all(self) -> None:
         """Mount every message of the transcript (the user asked for it)."""
-        if self._not_mounted:
+        if self._lo or self._hi < len(self.messages):
             self._generation += 1
             self._found = None
             await self.remove_children()
             await self.mount_all([_message_widget(m) for m in self.messages])
-            self._earlier, self._not_mounted = [], 0
+            self._lo, self._hi = 0, len(self.messages)
+            self._earlier = self._later = None
+
+    async def _to_live_end(self) -> None:
+        """Something is added at the end: a window opened at a search hit jumps to the newest messages."""
+        if self._later is not None:
+            await self.show(self.messages)
 
     async def add_user_message(self, text: str) -> None:
+        await self._to_live_end()
         await self.query(".notice-hint").remove()
         await self.mount(ChatMessage("user", text))
         self.anchor()
 
     async def begin_reply(self) -> None:
         await self.end_reply()
+        await self._to_live_end()
         self.reply_text = []
         self._reply_shown = ""
         self._sanitizer = StreamSanitizer()
@@ -222,6 +312,7 @@ class ChatView(VerticalScroll):
         return self._reply_body is not None
 
     async def add_notice(self, text: str, kind: str = "hint") -> None:
+        await self._to_live_end()
         await self.mount(ChatNotice(text, kind))
         self.anchor()
 

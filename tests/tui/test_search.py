@@ -184,7 +184,8 @@ async def test_enter_opens_the_session_at_the_message(make_app, tui_settings, tm
         await wait_until(pilot, lambda: isinstance(app.screen, MainScreen), what="search closed")
         chat = main.query_one(ChatView)
         await wait_until(pilot, lambda: main.viewing_session == hit.session_id
-                         and len(chat.query(ChatMessage)) == 60, what="the whole transcript")
+                         and any(w.message_id == hit.message_id for w in chat.query(ChatMessage)),
+                         what="the transcript around the hit")
         await settle(pilot)
         await pilot.pause(0.2)
 
@@ -195,10 +196,21 @@ async def test_enter_opens_the_session_at_the_message(make_app, tui_settings, tm
         assert main.chat_input.disabled
         (found,) = [w for w in chat.query(ChatMessage) if w.message_id == hit.message_id]
         assert "zucchini" in found.text and found.has_class("-found")
-        # scrolled to it, though older batches were mounted above it after it was shown
+        # a window of the 60 messages around the hit (with the ones before it), scrolled to it
+        shown = [w.message_id for w in chat.query(ChatMessage)]
+        assert 3 <= len(shown) < 60 and shown[0] == chat.messages[0].id
+        assert shown == [m.id for m in chat.messages[:len(shown)]]
         assert chat.region.contains_region(found.region), (chat.region, found.region)
         assert chat.scroll_y < chat.max_scroll_y
         assert "zucchini" in app.export_screenshot()
+        assert f"{60 - len(shown)} later messages" in str(chat.query(".notice-more").last().render())
+        # scrolling down mounts the rest, in order, a page at a time
+        for _ in range(10):
+            await pilot.press("end")
+            await pilot.pause(0.1)
+        await wait_until(pilot, lambda: len(chat.query(ChatMessage)) == 60, what="the rest of the transcript")
+        assert [w.message_id for w in chat.query(ChatMessage)] == [m.id for m in chat.messages]
+        assert not chat.query(".notice-more")
 
         # a workstream-summary hit: the workstream (live chat) with its summary panel shown
         await pilot.press("f2")
