@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import ClassVar
+from urllib.parse import urlsplit
 
 from textual import on, work
 from textual.app import App, InvalidThemeError
@@ -20,7 +21,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from arawn_core import events as ev
 from arawn_core.config import Settings
 from arawn_core.core import ArawnCore
-from arawn_core.llm.base import LLMBackend
+from arawn_core.llm.base import BackendInfo, LLMBackend
 from arawn_core.llm.errors import BackendUnavailable
 from arawn_core.models import Workstream
 from arawn_tui import messages as m
@@ -89,7 +90,7 @@ class ArawnApp(App[None]):
         self.core = core
         core.events.subscribe(self._engine_event)
         self.main_screen.post_message(m.CoreReady(workstreams))
-        self.check_backend()
+        self.check_backend(first=True)
         self.check_queue()
         self.pump_jobs()  # jobs queued before the last quit (or a crash) resume now
         minutes = self.settings.workstream.session_timeout_minutes
@@ -202,10 +203,16 @@ class ArawnApp(App[None]):
 
     # ---- periodic checks ----------------------------------------------------------------
     @work(group="poll", exclusive=True, exit_on_error=False)
-    async def check_backend(self) -> None:
+    async def check_backend(self, first: bool = False) -> None:
         core = self.core
         if core is None:
             return
+        if first and core.backend.kind == "ollama" and await nothing_listens(core.backend.host):
+            # Known without the HTTP client, whose import alone takes a few hundred ms at
+            # start-up: the status line says so now; the full check below follows.
+            self.main_screen.post_message(m.BackendChecked(
+                BackendInfo(kind="ollama", host=core.backend.host, reachable=False, detail="connection refused"),
+                core.model))
         info = await core.backend_info()
         self.main_screen.post_message(m.BackendChecked(info, core.model))
 
@@ -242,3 +249,19 @@ class ArawnApp(App[None]):
         self.notify(f"{worker.description or worker.name or worker.group}: {type(error).__name__}: "
                     f"{one_line(str(error), 300)}", title="Something went wrong", severity="error",
                     timeout=10, markup=False)
+
+
+async def nothing_listens(host: str, timeout_s: float = 0.5) -> bool:
+    """True when a connection to the Ollama `host` is refused: nothing listens there.
+
+    A timeout or any other answer is not proof of anything (False): the full check decides."""
+    parts = urlsplit(host if "://" in host else f"http://{host}")
+    try:
+        _, writer = await asyncio.wait_for(
+            asyncio.open_connection(parts.hostname or "127.0.0.1", parts.port or 11434), timeout_s)
+    except ConnectionRefusedError:
+        return True
+    except (OSError, asyncio.TimeoutError, ValueError):
+        return False
+    writer.close()
+    return False

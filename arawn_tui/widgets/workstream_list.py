@@ -1,7 +1,7 @@
 """The workstream list: title, session count and a live compression badge per row.
 
 Built in one `set_options` call so a thousand workstreams render at once; a
-changed workstream replaces only its own row's prompt.
+changed workstream re-renders only its own row (see `_replace_row`).
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class WorkstreamList(OptionList):
         elif ws.compression is not CompressionStatus.RUNNING:
             self.running_jobs.pop(ws.id, None)
         self.workstreams[ws.id] = ws
-        self.replace_option_prompt(ws.id, workstream_row(ws))
+        self._replace_row(ws.id)
         return True
 
     def remove_workstream(self, workstream_id: str) -> None:
@@ -75,8 +75,7 @@ class WorkstreamList(OptionList):
         jobs[job_id] = JobProgress(done, total)
         ws.compression = CompressionStatus.RUNNING
         ws.progress = _sum_progress(jobs)
-        # Replacing a prompt clears the list's line cache (every row is measured again on
-        # the next paint): with several jobs reporting, repaint badges a few times a second.
+        # With several jobs reporting, repaint badges a few times a second.
         self._progress_rows.add(ws.id)
         if self._progress_timer is None:
             self._progress_timer = self.set_timer(PROGRESS_REPAINT_S, self._repaint_progress)
@@ -85,9 +84,33 @@ class WorkstreamList(OptionList):
         self._progress_timer = None
         rows, self._progress_rows = self._progress_rows, set()
         for ws_id in rows:
-            ws = self.workstreams.get(ws_id)
-            if ws is not None:
-                self.replace_option_prompt(ws_id, workstream_row(ws))
+            if ws_id in self.workstreams:
+                self._replace_row(ws_id)
+
+    def _replace_row(self, ws_id: str) -> None:
+        """Show a workstream's row anew.
+
+        `OptionList.replace_option_prompt` drops the list's line cache, so the next paint
+        measures all rows again (tens of ms for a thousand workstreams, on every badge
+        change). A row whose height stays the same (nearly always: a new count or badge)
+        only needs itself rendered again, so here only the render cache is dropped.
+        """
+        prompt = workstream_row(self.workstreams[ws_id])
+        index = self.get_option_index(ws_id)
+        option = self.get_option_at_index(index)
+        old_height = self._line_cache.heights.get(index)
+        region = self.scrollable_content_region
+        if old_height is None or not region:
+            self.replace_option_prompt(ws_id, prompt)
+            return
+        option._set_prompt(prompt)
+        padding = self.get_component_styles("option-list--option").padding
+        width = region.width - self._get_left_gutter_width() - padding.width
+        if self._get_visual(option).get_height(self.styles, width) + option._divider != old_height:
+            self.replace_option_prompt(ws_id, prompt)  # taller or shorter: every row below moves
+            return
+        self._option_render_cache.clear()  # rendered rows; only the visible ones are rendered again
+        self.refresh()
 
     def job_ended(self, workstream_id: str, job_id: str) -> None:
         jobs = self.running_jobs.get(workstream_id)

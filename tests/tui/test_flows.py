@@ -403,3 +403,32 @@ async def test_quit_during_a_reply_keeps_the_partial_reply(tui_settings, make_ap
     assert stored[1].metadata.get("interrupted") is True
     assert session.end_reason == "quit" and await core.queue_length() == 1
     await core.close(end_sessions=False)
+
+
+async def test_ollama_host_with_nothing_listening_is_shown_at_once_then_checked(tmp_path, recorder):
+    """The configured backend, chosen lazily as `arawn` does: a refused connection puts
+    'unreachable' on the status line before the HTTP client is even loaded; the full
+    check (through the real Ollama backend) follows and agrees."""
+    import socket
+
+    from arawn_core.config import parse_settings
+    from arawn_tui.factory import create_app
+
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    host = f"http://127.0.0.1:{port}"
+    settings = parse_settings(f'[llm]\nbackend = "ollama"\nhost = "{host}"\n', "t.toml").with_data_dir(tmp_path / "d")
+    app = create_app(settings)
+    async with app.run_test(size=(120, 40), message_hook=recorder) as pilot:
+        await ready(pilot)
+        def checks() -> list[m.BackendChecked]:  # each is recorded by the screen and again by the app
+            return list({id(c): c for c in recorder.of(m.BackendChecked)}.values())
+
+        await wait_until(pilot, lambda: len(checks()) >= 2, what="both backend checks")
+        quick, full = checks()[:2]
+        assert (quick.info.kind, quick.info.host, quick.info.reachable) == ("ollama", host, False)
+        assert (full.info.kind, full.info.host, full.info.reachable) == ("ollama", host, False)
+        assert full.info.detail and full.info.detail != quick.info.detail  # the client's own words
+        line = str(app.main_screen.query_one(StatusBar).render())
+        assert f"ollama unreachable at {host}" in line and "ollama serve" in line
