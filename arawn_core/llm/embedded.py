@@ -357,6 +357,10 @@ class LlamaRunner:
             self.model_path = str(path)
         if not path.is_file():
             raise EmbeddedUnavailable(f"model file not found: {path} (set [llm] model_path to a GGUF file)")
+        from arawn_core.llm.selftest import native_build_problem
+
+        if problem := native_build_problem(path):  # a build that dies by signal must not take arawn with it
+            raise EmbeddedUnavailable(problem)
         self.close()
         started = time.monotonic()
         try:
