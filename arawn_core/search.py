@@ -216,10 +216,10 @@ async def _search_summaries(db: Database, parsed: ParsedQuery, workstream_id: st
 def _ranges(top: int, shards: list[int]) -> list[tuple[int, int]]:
     """(lo, hi] rowid ranges, newest first: the newest RANK_AT_LEAST messages, then up to a
     shard's worth, then shard by shard; no range crosses a shard boundary."""
-    cuts = {0, top - RANK_AT_LEAST, top - fts.SHARD_ROWS} | {k * fts.SHARD_ROWS for k in shards}
-    points = sorted((c for c in cuts if 0 <= c < top), reverse=True)
-    edges = [top, *points]
-    return [(lo, hi) for hi, lo in zip(edges, edges[1:]) if fts.shard_of(hi) in set(shards)]
+    present = set(shards)
+    cuts = {0, top - RANK_AT_LEAST, top - fts.SHARD_ROWS} | {k * fts.SHARD_ROWS for k in present}
+    edges = [top, *sorted((c for c in cuts if 0 <= c < top), reverse=True)]
+    return [(lo, hi) for hi, lo in zip(edges, edges[1:]) if fts.shard_of(hi) in present]
 
 
 def _read_contents(messages_path, rows: list[Any]) -> list[str]:
