@@ -38,6 +38,20 @@ def test_the_runner_refuses_to_load_with_a_crashing_build(fresh_cache, monkeypat
     assert runner._llm is None  # nothing was loaded in this process
 
 
+async def test_doctor_shows_a_recorded_crash(fresh_cache, tmp_path, monkeypatch) -> None:
+    from arawn_core.llm.embedded import EmbeddedBackend
+
+    backend = EmbeddedBackend(ensure_default_model(progress=None))
+    try:
+        assert (await backend.info()).reachable  # nothing recorded yet: the check has not run
+        problem = selftest.native_build_problem(tmp_path / "model.gguf", child_code=CRASH)
+        monkeypatch.setattr(selftest, "_checked", {})  # as a new process would see it: from the cache file
+        info = await backend.info()
+        assert not info.reachable and problem in info.detail
+    finally:
+        await backend.aclose()
+
+
 def test_other_failures_are_no_verdict(fresh_cache, tmp_path) -> None:
     assert selftest.native_build_problem(tmp_path / "model.gguf", child_code="raise SystemExit(3)") is None
     assert not selftest.cache_file().exists()  # the real load reports a bad file or package itself

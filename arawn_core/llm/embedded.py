@@ -657,6 +657,12 @@ class EmbeddedBackend:
         elif not Path(self.host).is_file() and not (self._default and default_model_package_available()):
             reachable = False
             detail.append(f"model file not found: {self.host} (set [llm] model_path)")
+        else:
+            from arawn_core.llm.selftest import known_problem
+
+            if problem := known_problem():
+                reachable = False
+                detail.append(problem)
         if self.selection_reason:
             detail.append(self.selection_reason)
         if self.runner.loaded_ctx:

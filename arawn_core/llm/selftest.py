@@ -88,6 +88,17 @@ def _signal_name(returncode: int) -> str:
         return f"signal {-returncode}"
 
 
+def known_problem() -> str | None:
+    """The recorded verdict for the installed build, without running the check (None: runs, or unknown)."""
+    key = build_key()
+    if key in _checked:
+        return _checked[key]
+    cached = _load_cache().get(key)
+    if isinstance(cached, dict) and cached.get("runs") is False:
+        return str(cached.get("problem") or "the native build crashed")
+    return None
+
+
 def native_build_problem(model_path: str | os.PathLike[str], child_code: str | None = None) -> str | None:
     """None if this build ran the model in a child process; else one line saying what happened and what to do.
 
