@@ -181,6 +181,18 @@ class TranscriptLoaded(Message):
 
 
 @dataclass
+class WorkstreamOpened(Message):
+    """Everything shown for one workstream (sessions, summaries, transcript), loaded together
+    so the screen puts it up in one layout pass instead of one per part."""
+
+    workstream_id: str
+    sessions: SessionsLoaded
+    summary: WorkstreamSummaryLoaded
+    session_summary: SessionSummaryLoaded
+    transcript: TranscriptLoaded | None = None
+
+
+@dataclass
 class SearchDone(Message):
     """One search finished: its hits, or the one-line reason the query was refused."""
 

@@ -234,13 +234,27 @@ class MainScreen(Screen[None]):
             self.post_message(m.WorkstreamLoaded(ws_id, None))
             return
         sessions = await core.list_sessions(ws_id)
-        self.post_message(m.SessionsLoaded(ws_id, sessions))
-        self.post_message(m.WorkstreamSummaryLoaded(ws_id, ws, await core.workstream_summary(ws_id)))
-        self.post_message(m.SessionSummaryLoaded(ws_id, None, None))
+        summary = await core.workstream_summary(ws_id)
+        transcript = None
         if with_chat:
             live = next((s for s in sessions if s.active), None)
             history = await core.session_messages(live.id) if live else []
-            self.post_message(m.TranscriptLoaded(ws_id, live.id if live else None, history, read_only=False))
+            transcript = m.TranscriptLoaded(ws_id, live.id if live else None, history, read_only=False)
+        self.post_message(m.WorkstreamOpened(ws_id, m.SessionsLoaded(ws_id, sessions),
+                                             m.WorkstreamSummaryLoaded(ws_id, ws, summary),
+                                             m.SessionSummaryLoaded(ws_id, None, None), transcript))
+
+    async def on_workstream_opened(self, message: m.WorkstreamOpened) -> None:
+        if message.workstream_id != self.ws_id:
+            return  # the highlight moved on meanwhile
+        # No await between these: the screen lays them out and repaints once. (Not a
+        # batch_update around the transcript's mount: that would hold back every frame,
+        # a typed key's included, until the mount is done.)
+        self.on_sessions_loaded(message.sessions)
+        self.on_workstream_summary_loaded(message.summary)
+        self.on_session_summary_loaded(message.session_summary)
+        if message.transcript is not None:
+            await self.on_transcript_loaded(message.transcript)
 
     def on_sessions_loaded(self, message: m.SessionsLoaded) -> None:
         if message.workstream_id != self.ws_id:

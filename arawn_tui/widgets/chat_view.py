@@ -25,8 +25,8 @@ from arawn_tui.widgets.markdown_text import MarkdownText
 # search hit). Every mounted message makes each layout pass of the screen longer, so the
 # rest is mounted PAGE at a time when the user scrolls to the window's top (or bottom),
 # or all at once on request ('Show the whole transcript').
-WINDOW = 24
-PAGE = 24
+WINDOW = 12
+PAGE = 12
 BEFORE_FOUND = 8  # messages mounted above a search hit, for context
 LOAD_MARGIN = 3  # lines from the window's edge at which the next page is mounted
 # A streaming reply is re-rendered at most this often, however fast tokens come.

@@ -31,6 +31,8 @@ class SessionList(OptionList):
 
     def set_sessions(self, sessions: list[Session], keep: str | None = None) -> None:
         ordered = sorted(sessions, key=lambda s: (s.active, s.started_at), reverse=True)
+        if ordered == list(self.sessions.values()) and keep == self.selected_id:
+            return  # unchanged (a reload after a job moved on elsewhere): no re-measure, no repaint
         self.sessions = {s.id: s for s in ordered}
         with self.prevent(OptionList.OptionHighlighted):
             self.set_options(Option(session_row(s), id=s.id) for s in ordered)

@@ -18,6 +18,7 @@ class SummaryPanel(VerticalScroll):
         super().__init__(id=id)
         self.workstream_summary: Summary | None = None
         self.session_summary: Summary | None = None
+        self._shown: dict[str, str] = {}
 
     def compose(self):
         yield Static("Workstream summary", classes="panel-title")
@@ -40,15 +41,15 @@ class SummaryPanel(VerticalScroll):
                 meta.append(f"compression: {status}")
         if summary is not None:
             meta.insert(0, provenance_line(summary.provenance, covers=len(summary.covers), stale=summary.stale))
-        self.query_one("#ws-meta", Static).update(Content("\n".join(meta)))
+        self._set("#ws-meta", "\n".join(meta))
         error = ""
         if ws is not None and ws.compression is CompressionStatus.FAILED and ws.last_error:
             error = f"failed: {one_line(ws.last_error, 400)} — ctrl+r retries"
-        self.query_one("#ws-error", Static).update(Content(error))
+        self._set("#ws-error", error)
         self.query_one("#ws-error").display = bool(error)
         text = inert(summary.text) if summary else (
             "No summary yet: it is written when a session ends (ctrl+e) or on ctrl+k." if ws else "")
-        self.query_one("#ws-summary", MarkdownText).set_source(text)
+        self._set_markdown("#ws-summary", text)
 
     def show_session(self, session: Session | None, summary: Summary | None) -> None:
         self.session_summary = summary
@@ -61,6 +62,19 @@ class SummaryPanel(VerticalScroll):
                 meta += f"\nfailed: {one_line(session.last_error, 300)}"
             elif session.active:
                 meta += "\nlive: summarized when it ends"
-        self.query_one("#session-meta", Static).update(Content(meta))
+        self._set("#session-meta", meta)
         body = inert(summary.text) if summary else ("" if session is None else "No summary yet.")
-        self.query_one("#session-summary", MarkdownText).set_source(body)
+        self._set_markdown("#session-summary", body)
+
+    # An update re-lays out the screen and re-renders the Markdown: only for what changed
+    # (the panel is reloaded whenever the workstream's jobs move on).
+    def _set(self, selector: str, text: str) -> None:
+        widget = self.query_one(selector, Static)
+        if self._shown.get(selector) != text:
+            self._shown[selector] = text
+            widget.update(Content(text))
+
+    def _set_markdown(self, selector: str, text: str) -> None:
+        widget = self.query_one(selector, MarkdownText)
+        if widget.source != inert(text):
+            widget.set_source(text)
