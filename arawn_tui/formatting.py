@@ -7,6 +7,7 @@ never markup.
 
 from __future__ import annotations
 
+from rich.cells import cell_len
 from textual.content import Content
 
 from arawn_core.models import CompressionStatus, JobProgress, Provenance, parse_ts
@@ -74,3 +75,23 @@ def provenance_line(p: Provenance, covers: int | None = None, stale: bool = Fals
 
 def plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+class ListRow(Content):
+    """A list row (`Content`) whose height is known without wrapping it when every line fits.
+
+    OptionList measures every row when it is filled: for a thousand workstreams, wrapping
+    each row just to learn it is two lines high is most of the cost."""
+
+    @classmethod
+    def of(cls, content: Content) -> ListRow:
+        return cls(content.plain, list(content.spans), content.cell_length)
+
+    def get_height(self, rules, width: int) -> int:  # noqa: ANN001 - textual's RulesMap
+        text = self.plain
+        available = width - rules.get("line_pad", 0) * 2
+        if available > 0 and "\t" not in text:
+            lines = text.split("\n")
+            if all(cell_len(line) <= available for line in lines):
+                return len(lines)
+        return super().get_height(rules, width)

@@ -107,6 +107,7 @@ class ChatView(VerticalScroll):
         self._later: ChatNotice | None = None
         self._paging = False  # a page is being mounted
         self._generation = 0  # bumps on every show(): a page mounted for an older one is dropped
+        self._shown: tuple | None = None  # what show() put up, while nothing was added to it
         self._found: ChatMessage | None = None  # shown at the top until the user scrolls (search hit)
 
     async def show(self, messages: list[Message], hint: str = "", found: str | None = None) -> None:
@@ -116,6 +117,10 @@ class ChatView(VerticalScroll):
         the ones around it, marked, scrolled to the top of the view instead of the end.
         """
         await self.end_reply()
+        shown = (tuple(m.id for m in messages), hint)
+        if found is None and shown == self._shown:
+            return  # already on screen (a reload, or the same empty live chat): no remount, no scroll
+        self._shown = shown if found is None else None
         self._generation += 1
         self.messages = list(messages)
         self.reply_text = []
@@ -251,6 +256,7 @@ class ChatView(VerticalScroll):
         """Mount every message of the transcript (the user asked for it)."""
         if self._lo or self._hi < len(self.messages):
             self._generation += 1
+            self._shown = None
             self._found = None
             await self.remove_children()
             await self.mount_all([_message_widget(m) for m in self.messages])
@@ -264,6 +270,7 @@ class ChatView(VerticalScroll):
 
     async def add_user_message(self, text: str) -> None:
         await self._to_live_end()
+        self._shown = None
         await self.query(".notice-hint").remove()
         await self.mount(ChatMessage("user", text))
         self.anchor()
@@ -271,6 +278,7 @@ class ChatView(VerticalScroll):
     async def begin_reply(self) -> None:
         await self.end_reply()
         await self._to_live_end()
+        self._shown = None
         self.reply_text = []
         self._reply_shown = ""
         self._sanitizer = StreamSanitizer()
@@ -313,6 +321,7 @@ class ChatView(VerticalScroll):
 
     async def add_notice(self, text: str, kind: str = "hint") -> None:
         await self._to_live_end()
+        self._shown = None
         await self.mount(ChatNotice(text, kind))
         self.anchor()
 

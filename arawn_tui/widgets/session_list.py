@@ -7,7 +7,7 @@ from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
 from arawn_core.models import Session
-from arawn_tui.formatting import badge, local_time, plural
+from arawn_tui.formatting import ListRow, badge, local_time, plural
 
 
 def session_row(session: Session) -> Content:
@@ -19,7 +19,8 @@ def session_row(session: Session) -> Content:
     else:
         state = badge(session.compression) if session.compression.value != "none" else Content.styled(
             "ended", "$text-muted")
-    return Content.assemble((start, "bold" if session.active else ""), "\n", (turns, "$text-muted"), "  ", state)
+    return ListRow.of(Content.assemble((start, "bold" if session.active else ""), "\n", (turns, "$text-muted"),
+                                       "  ", state))
 
 
 class SessionList(OptionList):

@@ -12,7 +12,7 @@ from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
 from arawn_core.models import CompressionStatus, JobProgress, Workstream
-from arawn_tui.formatting import badge, plural
+from arawn_tui.formatting import ListRow, badge, plural
 from arawn_tui.sanitize import one_line
 
 
@@ -24,7 +24,7 @@ def workstream_row(ws: Workstream) -> Content:
     if mark.plain:
         details = Content.assemble(details, ("  ", ""), mark)
     head = Content.styled(title, "bold" if not ws.is_scratch else "italic")
-    return Content.assemble(head, "\n", details)
+    return ListRow.of(Content.assemble(head, "\n", details))
 
 
 PROGRESS_REPAINT_S = 0.25

@@ -3,6 +3,7 @@ user scrolls up (each mounted message makes every layout pass of the screen long
 
 from __future__ import annotations
 
+from arawn_tui.screens.main import LIVE_HINT
 from arawn_tui.widgets.chat_input import ChatInput
 from arawn_tui.widgets.chat_view import PAGE, WINDOW, ChatMessage, ChatView
 from tests.tui.conftest import open_core, ready, settle, wait_until
@@ -56,8 +57,13 @@ async def test_newest_window_then_older_pages_on_scroll_up(make_app, tui_setting
         assert mounted(chat) == ids
         assert not chat.query(".notice-more")
 
-        # showing the transcript again (e.g. back from another workstream): the newest window
-        await main.chat.show(chat.messages)
+        # the same transcript loaded again (a refresh) leaves the view as the user left it
+        messages = chat.messages
+        await main.chat.show(messages, LIVE_HINT)
+        assert mounted(chat) == ids
+        # shown again after another one (back from another workstream): the newest window
+        await main.chat.show([], LIVE_HINT)
+        await main.chat.show(messages, LIVE_HINT)
         await pilot.pause()
         assert mounted(chat) == ids[-WINDOW:]
 

@@ -90,3 +90,18 @@ def test_every_action_is_in_the_palette_and_exists():
     titles = {c.title for c in COMMANDS}
     assert {"Rename workstream", "Archive workstream", "Set model", "Set system prompt", "Toggle summary panel",
             "Change theme", "Copy last reply", "Copy workstream summary"} <= titles
+
+
+def test_list_row_height_matches_wrapped_content():
+    """The quick height of a list row is the height Textual's own wrapping gives, at every width."""
+    from arawn_tui.formatting import ListRow
+
+    texts = ["project 0001\n12 sessions  running 3/10", "a much longer title that wraps in a narrow list\n3 sessions",
+             "日本語のタイトルはセル幅が二倍\n1 session", "one line", "\n", "", "title\n", "tab\there\nx"]
+    for text in texts:
+        plain = Content(text)
+        row = ListRow.of(Content.assemble(Content.styled(text, "bold")))
+        for width in (1, 4, 10, 16, 28, 60):
+            for rules in ({}, {"line_pad": 1}, {"text_wrap": "nowrap"}, {"text_overflow": "ellipsis"}):
+                assert row.get_height(rules, width) == plain.get_height(rules, width), (text, width, rules)
+    assert ListRow.of(Content.assemble(Content.styled("x", "bold"))).spans  # styling kept
