@@ -32,6 +32,7 @@ from arawn_tui.screens.main import MainScreen
 log = logging.getLogger(__name__)
 
 COMPRESSION = "compression"
+FIRST_PAINT_WAIT_S = 2.0  # the first full backend check waits at most this long for the first screen
 # Worker groups that only read, wait on the LLM or wait on a dialog: safe to cancel at quit.
 CANCEL_ON_QUIT = frozenset({"chat", "dialog", "refresh", "load-list", "load-ws", "load-session", "poll", "queue", "search"})
 
@@ -65,6 +66,7 @@ class ArawnApp(App[None]):
         self._warned_jobs: set[str] = set()
         self._shutting_down = False
         self._workers_in_job: set[Worker] = set()
+        self.first_screen_painted = asyncio.Event()  # set by the main screen once its first list is shown
 
     # ---- lifecycle ---------------------------------------------------------------
     async def on_mount(self) -> None:
@@ -207,12 +209,19 @@ class ArawnApp(App[None]):
         core = self.core
         if core is None:
             return
-        if first and core.backend.kind == "ollama" and await nothing_listens(core.backend.host):
-            # Known without the HTTP client, whose import alone takes a few hundred ms at
-            # start-up: the status line says so now; the full check below follows.
-            self.main_screen.post_message(m.BackendChecked(
-                BackendInfo(kind="ollama", host=core.backend.host, reachable=False, detail="connection refused"),
-                core.model))
+        if first:
+            if core.backend.kind == "ollama" and await nothing_listens(core.backend.host):
+                # Known without the HTTP client, whose import alone takes a few hundred ms at
+                # start-up: the status line says so now; the full check below follows.
+                self.main_screen.post_message(m.BackendChecked(
+                    BackendInfo(kind="ollama", host=core.backend.host, reachable=False, detail="connection refused"),
+                    core.model))
+            # The full check imports that client in a thread, which would slow the first paint
+            # down (one interpreter lock): it waits until the first screen is up.
+            try:
+                await asyncio.wait_for(self.first_screen_painted.wait(), FIRST_PAINT_WAIT_S)
+            except asyncio.TimeoutError:
+                pass
         info = await core.backend_info()
         self.main_screen.post_message(m.BackendChecked(info, core.model))
 

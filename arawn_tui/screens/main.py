@@ -187,6 +187,8 @@ class MainScreen(Screen[None]):
     async def on_workstreams_loaded(self, message: m.WorkstreamsLoaded) -> None:
         select = message.select or self.ws_id
         self.workstream_list.set_workstreams(message.workstreams, select)
+        if not self.loaded:
+            self.call_after_refresh(self.arawn.first_screen_painted.set)
         self.loaded = True
         if not message.workstreams:
             self.ws_id = None
