@@ -32,7 +32,8 @@ from arawn_tui.screens.main import MainScreen
 log = logging.getLogger(__name__)
 
 COMPRESSION = "compression"
-FIRST_PAINT_WAIT_S = 2.0  # the first full backend check waits at most this long for the first screen
+FIRST_PAINT_WAIT_S = 2.0
+CORE_HEAD_START_S = 0.15  # the first full backend check waits at most this long for the first screen
 # Worker groups that only read, wait on the LLM or wait on a dialog: safe to cancel at quit.
 CANCEL_ON_QUIT = frozenset({"chat", "dialog", "refresh", "load-list", "load-ws", "load-session", "poll", "queue", "search"})
 
@@ -67,6 +68,7 @@ class ArawnApp(App[None]):
         self._shutting_down = False
         self._workers_in_job: set[Worker] = set()
         self.first_screen_painted = asyncio.Event()  # set by the main screen once its first list is shown
+        self._core_settled = asyncio.Event()
 
     # ---- lifecycle ---------------------------------------------------------------
     async def on_mount(self) -> None:
@@ -76,17 +78,30 @@ class ArawnApp(App[None]):
             self.notify(f"Unknown theme {self.settings.ui.theme!r}; using the default.", severity="warning",
                         markup=False)
         self.main_screen = MainScreen()
-        if self.core is None:
-            self.open_core()  # opens while the screen is being built; its messages wait in the queue
+        given = self.core  # a core passed in (tests) is already open
+        if given is None:
+            self.open_core()
+            # A head start: opening the data dir is a few quick queries, each a round trip
+            # through the event loop, and those slow down to a crawl once the loop is busy
+            # building the screen. With the core open first, the first screen comes up complete;
+            # a slow disk (or a database locked by another process) delays it CORE_HEAD_START_S
+            # at most, then the screen is built while the core opens.
+            try:
+                await asyncio.wait_for(self._core_settled.wait(), CORE_HEAD_START_S)
+            except asyncio.TimeoutError:
+                pass
         await self.push_screen(self.main_screen)
-        if self.core is not None:
-            self._core_opened(self.core)
+        if given is not None:
+            self._core_opened(given)
 
     @work(group="core", exit_on_error=False)
     async def open_core(self) -> None:
-        core = await ArawnCore.open(self.settings, self.backend)
-        # The first list comes with the news that the core is open: one hop less to a full screen.
-        self._core_opened(core, await core.list_workstreams())
+        try:
+            core = await ArawnCore.open(self.settings, self.backend)
+            # The first list comes with the news that the core is open: one hop less to a full screen.
+            self._core_opened(core, await core.list_workstreams())
+        finally:
+            self._core_settled.set()  # open or failed (worker_state_changed reports a failure)
 
     def _core_opened(self, core: ArawnCore, workstreams: list[Workstream] | None = None) -> None:
         self.core = core

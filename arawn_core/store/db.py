@@ -77,11 +77,14 @@ class Database:
         return db
 
     async def _setup(self) -> None:
+        # Each await is a round trip to the connection's thread and back through the event
+        # loop, which at start-up is busy building the first screen: few of them here.
         c = self.conn
-        await c.execute("PRAGMA busy_timeout = 30000")
-        await c.execute("PRAGMA journal_mode = WAL")
-        await c.execute("PRAGMA synchronous = NORMAL")
-        await c.execute("PRAGMA foreign_keys = ON")
+        await c.executescript("PRAGMA busy_timeout = 30000; PRAGMA journal_mode = WAL; "
+                              "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
+        ((current,),) = await c.execute_fetchall("PRAGMA user_version")
+        if current >= len(MIGRATIONS):
+            return  # up to date (the version only grows); else migrate under the write lock:
         async with self.transaction():
             version = (await (await c.execute("PRAGMA user_version")).fetchone())[0]
             for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
@@ -131,8 +134,8 @@ class Database:
                 raise _storage_error(exc, self.path) or exc
 
     async def fetchall(self, sql: str, params: Iterable[Any] | dict[str, Any] = ()) -> list[aiosqlite.Row]:
-        async with self.conn.execute(sql, params) as cur:
-            return list(await cur.fetchall())
+        # one round trip (execute, fetch and close in the connection's thread), not three
+        return list(await self.conn.execute_fetchall(sql, params))
 
     async def fetchone(self, sql: str, params: Iterable[Any] | dict[str, Any] = ()) -> aiosqlite.Row | None:
         async with self.conn.execute(sql, params) as cur:
