@@ -10,6 +10,7 @@ post the data they loaded as one of the messages below.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from textual.message import Message
 
@@ -17,7 +18,9 @@ from arawn_core import events as ev
 from arawn_core.llm.base import BackendInfo
 from arawn_core.models import Message as ChatMessage
 from arawn_core.models import Session, Summary, Workstream
-from arawn_core.search import SearchHit
+
+if TYPE_CHECKING:
+    from arawn_core.search import SearchHit
 
 # ---- engine events ---------------------------------------------------------
 

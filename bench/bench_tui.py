@@ -32,12 +32,11 @@
       before start: `send-keys` one character into the chat input, latency
       until the pane shows it (re-captured on every %output notification).
 
-Over target (or with --profile): a cProfile of the in-process start; the
+Over target (or with --profile): a cProfile of the in-process start, and the
 in-process key run again with a thread sampling the event loop's stack while
-keys wait (what the loop was doing instead); the key run once more with the
-suggested TUI fixes applied in that process only (WHAT_IF_FIXES); and the real
-start through a timestamping wrapper, plus a what-if with the backend chosen
-after the first screen. No arawn_tui / arawn_core file is changed.
+keys wait (what the loop was doing instead). The real start is also run through
+a timestamping wrapper (where the time goes, phase by phase). Profiling only
+wraps functions in the child process; no arawn_tui / arawn_core file is changed.
 
 The data sets are built once (bench_storage's builder) and copied for the runs
 that change them; building and copying are never measured. The machine is
@@ -351,52 +350,6 @@ def add_long_sessions(data_dir: Path, n_ws: int, messages: int, chars: int, end:
 # --------------------------------------------------------------------------- 2a in-process keys
 
 
-WHAT_IF_FIXES = {
-    "title_without_layout": "MainScreen._set_title: `#chat-title` (CSS height 1) updated with "
-                            "Static.update(..., layout=False): highlighting a workstream no longer reflows the "
-                            "whole screen (every mounted chat message included)",
-    "row_update_keeps_line_cache": "WorkstreamList row updates (job progress badges, refreshed rows) replace the "
-                                   "one option's prompt and keep OptionList's line cache when the row's height is "
-                                   "unchanged, instead of OptionList.replace_option_prompt's _clear_caches(), which "
-                                   "re-measures every one of the 1,000 rows on the next paint",
-    "transcript_tail_24": "chat_view.TAIL = 24: a transcript mounts its newest 24 messages (2 batches), not 200; "
-                          "older ones would be mounted when the user scrolls up (here: only on request)",
-}
-
-
-def apply_what_if_fixes(app: Any | None = None) -> None:
-    """The suggested TUI fixes, applied in this process only (no arawn_tui file is changed)."""
-    from textual.widgets import Static
-
-    import arawn_tui.widgets.chat_view as chat_view
-    from arawn_tui.widgets.workstream_list import WorkstreamList
-
-    chat_view.TAIL = 24
-
-    def replace_option_prompt(self: Any, option_id: str, prompt: Any) -> Any:
-        index = self.get_option_index(option_id)
-        option = self.get_option_at_index(index)
-        old = self._line_cache.heights.get(index)
-        option._set_prompt(prompt)
-        region = self.scrollable_content_region
-        if old is None or not region:
-            self._clear_caches()
-            return self
-        padding = self.get_component_styles("option-list--option").padding
-        width = region.width - self._get_left_gutter_width()
-        if self._get_visual(option).get_height(self.styles, width - padding.width) + option._divider != old:
-            self._clear_caches()
-            return self
-        self._option_render_cache.clear()  # only the visible rows are rendered again
-        self.refresh()
-        return self
-
-    WorkstreamList.replace_option_prompt = replace_option_prompt  # type: ignore[method-assign]
-    if app is not None:
-        title = app.main_screen.query_one("#chat-title", Static)
-        title.update = lambda content="", *, layout=False: Static.update(title, content, layout=False)  # type: ignore[method-assign]
-
-
 class StackSampler:
     """While a key waits for its frame, sample the event-loop thread's stack every ~2 ms (a thread
     reading sys._current_frames: no tracing overhead) to see what the loop was busy with instead."""
@@ -519,8 +472,6 @@ async def keys_inprocess(args: Any) -> dict[str, Any]:
                 raise RuntimeError("app did not load")
             await asyncio.sleep(0.01)
         screen = app.main_screen
-        if args.what_if:
-            apply_what_if_fixes(app)
         await asyncio.sleep(2.0)  # the first workstream's chat (a long transcript) mounts in batches
 
         def running_jobs() -> int:
@@ -811,17 +762,15 @@ def start_tmux(data_dir: str, port: int, first_title: str, runs: int, home: Path
     ctl = tmux_session("start", home)
     results: list[dict[str, Any]] = []
     breakdown: list[dict[str, Any]] = []
-    lazy_rows: list[dict[str, Any]] = []
     try:
-        for i in range(runs + 1 + 6):
-            wrapper = i > runs  # then 3 runs through a timestamping wrapper, and 3 with a lazily chosen backend
-            lazy = i > runs + 3
+        for i in range(runs + 1 + 3):
+            wrapper = i > runs  # then 3 runs through a timestamping wrapper
             marks_file = home / f"marks-{i}.json"
             ctl.cmd(f"send-keys -t start C-l")
             time.sleep(0.2)
             if wrapper:
                 command = (f"{clean_env_prefix(home)} {sys.executable} {Path(__file__).resolve()} --child wrapper "
-                           f"--config {cfg} --data-dir {data_dir} --marks {marks_file}{' --what-if' if lazy else ''}; "
+                           f"--config {cfg} --data-dir {data_dir} --marks {marks_file}; "
                            "echo arawn-exited-$?")
             else:
                 command = (f"{clean_env_prefix(home)} {arawn} --config {cfg} --data-dir {data_dir}; "
@@ -844,7 +793,7 @@ def start_tmux(data_dir: str, port: int, first_title: str, runs: int, home: Path
             if wrapper:
                 marks = json.loads(marks_file.read_text())
                 row["in_process_marks_s"] = {k: round(v - t0, 3) for k, v in marks.items()}
-                (lazy_rows if lazy else breakdown).append(row)
+                breakdown.append(row)
             elif i > 0:
                 results.append(row)
             log(f"tmux start run {i}: {row['full_screen_s']} s")
@@ -871,18 +820,6 @@ def start_tmux(data_dir: str, port: int, first_title: str, runs: int, home: Path
             "marks_median_s": {k: round(statistics.median(r["in_process_marks_s"][k] for r in breakdown), 3)
                                for k in keys},
         },
-        "what_if_backend_chosen_after_first_screen": {
-            "what": "the wrapper again, but without prepare_backend: the app gets no backend, so ArawnCore uses its "
-                    "LazyBackend, chosen at the first backend check, with arawn_core.llm.select (ollama, httpx) "
-                    "imported in a worker thread (asyncio.to_thread) so the event loop keeps building the screen "
-                    "(for backend = \"ollama\"/\"auto\"; the embedded default model's preparation would still "
-                    "run first); median of 3",
-            "first_title_s": round(statistics.median(r["first_title_s"] for r in lazy_rows), 3) if lazy_rows else None,
-            "full_screen_s": round(statistics.median(r["full_screen_s"] for r in lazy_rows), 3) if lazy_rows else None,
-            "marks_median_s": {k: round(statistics.median(r["in_process_marks_s"].get(k, float("nan"))
-                                                          for r in lazy_rows), 3)
-                               for k in (lazy_rows[0]["in_process_marks_s"] if lazy_rows else [])},
-        },
         "target_s": START_TARGET_S,
         "target_met": statistics.median(full) <= START_TARGET_S,
     }
@@ -896,21 +833,7 @@ def child_wrapper(args: Any) -> None:
 
     marks["imported_arawn_tui_main"] = time.perf_counter()
     settings = load_settings(args.config, args.data_dir)
-    backend = None
-    if args.what_if:  # the backend chosen on first use, its imports (ollama, httpx) in a worker thread
-        from arawn_core.llm.lazy import LazyBackend
-
-        resolve = LazyBackend.resolve
-
-        async def resolve_off_loop(self: Any) -> Any:
-            import importlib
-
-            await asyncio.to_thread(importlib.import_module, "arawn_core.llm.select")
-            return await resolve(self)
-
-        LazyBackend.resolve = resolve_off_loop  # type: ignore[method-assign]
-    else:
-        backend = asyncio.run(main_mod.prepare_backend(settings))
+    backend = asyncio.run(main_mod.prepare_backend(settings))
     marks["backend_prepared"] = time.perf_counter()
     from arawn_tui.factory import create_app
 
@@ -1081,7 +1004,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int)
     p.add_argument("--expect", type=int)
     p.add_argument("--child-profile", action="store_true")
-    p.add_argument("--what-if", action="store_true")
     p.add_argument("--long-sessions")
     p.add_argument("--config")
     p.add_argument("--marks")
@@ -1176,20 +1098,6 @@ def main(argv: list[str] | None = None) -> int:
                                       json.dumps(long_info), "--samples", str(samples), "--child-profile"])
                 finally:
                     shutil.rmtree(work, ignore_errors=True)
-                log("  and once more with the suggested fixes applied in that process (what-if)")
-                copy_dataset(src, work)
-                try:
-                    long_info = add_long_sessions(work, 4, long_msgs, 1000, end=False)
-                    fixed = run_child(["--child", "keys", "--data-dir", str(work), "--long-sessions",
-                                       json.dumps(long_info), "--samples", str(samples), "--what-if"])
-                finally:
-                    shutil.rmtree(work, ignore_errors=True)
-                k["what_if_fixes"] = {
-                    "fixes": WHAT_IF_FIXES,
-                    "no_compression": fixed["no_compression"], "four_compressions": fixed["four_compressions"],
-                    "by_loading_state": fixed["by_loading_state"], "compression": fixed["compression"],
-                    "target_met": fixed["four_compressions"]["all_keys"].get("p99_ms", 1e9) <= KEY_P99_TARGET_MS,
-                }
                 k["attribution_run"] = {
                     "what": "a second, identical run with a thread sampling the event-loop thread's stack every "
                             "~2 ms while a key waited for its frame (its latencies, for reference: the sampler "
@@ -1216,61 +1124,51 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def bottleneck_note(report: dict[str, Any]) -> str:
-    """What dominates and the suggested fixes, with this run's figures (for BENCHMARKS.md)."""
-    parts = ["**TUI bottlenecks and suggested fixes (arawn_tui / arawn_core not edited here).**"]
+    """Where the time goes now, with this run's figures (for BENCHMARKS.md)."""
+    parts = ["**TUI: where the time goes.**"]
     st, si = report.get("start_tmux", {}), report.get("start_inprocess", {})
     if st.get("median_full_screen_s") is not None:
         bw = st.get("breakdown_wrapper", {}).get("marks_median_s", {})
-        wl = st.get("what_if_backend_chosen_after_first_screen", {})
         ph = si.get("median_ms", {})
         parts.append(
-            f"Start ({st['median_full_screen_s']:.2f} s for the real command, {si.get('median_full_screen_s', 0):.2f} s "
-            "in-process): the interpreter is ready at "
-            f"{bw.get('interpreter_ready', 0):.2f} s; `arawn_tui.__main__.prepare_backend` then imports "
-            "arawn_core.llm.select (ollama, httpx, pydantic) before the app exists: done at "
-            f"{bw.get('backend_prepared', 0):.2f} s; importing the Textual app takes it to {bw.get('imported_app', 0):.2f} s; "
-            f"the core is open at {bw.get('phase_core_open_done', 0):.2f} s (ArawnCore.open is ~30 ms alone, but runs on "
-            "the event loop interleaved with building the screen: CSS application and the first layouts, see "
-            "cprofile_cold_start), and `set_options` of 1,000 two-line rows (every row measured: "
-            f"{ph.get('set_workstreams_done', 0) - ph.get('set_workstreams_start', 0):.0f} ms in-process) comes last. "
-            "Fixes: (1) in `run_tui`, call `prepare_backend` only when the embedded default model may need "
-            "assembling; otherwise pass no backend so ArawnCore's LazyBackend chooses it at the first backend check, "
-            "and have `LazyBackend.resolve` import arawn_core.llm.select in a thread (`asyncio.to_thread`) so the "
-            "loop keeps painting: measured as a what-if, the first workstream is on screen at "
-            f"{wl.get('first_title_s') or 0:.2f} s instead of {st.get('median_first_title_s', 0):.2f} s (the status "
-            f"line's backend state then follows at {wl.get('full_screen_s') or 0:.2f} s); (2) fill the list with the "
-            "rows that fit the screen first and the rest on the next tick (or give rows a fixed height so OptionList "
-            "need not measure 1,000 of them); (3) import markdown_it and the dialogs/search screens lazily. Python "
-            "start-up plus Textual's import alone are about 0.7-0.8 s on this machine, so <= 1 s for the real "
-            "command needs (1) and (2) together and an idle machine.")
+            f"Start ({st['median_full_screen_s']:.2f} s for the real command, "
+            f"{si.get('median_full_screen_s', 0):.2f} s in-process; through the timestamping wrapper): the "
+            f"interpreter is ready at {bw.get('interpreter_ready', 0):.2f} s, the Textual app is imported at "
+            f"{bw.get('imported_app', 0):.2f} s; the core (opened first, with a head start of up to 0.15 s "
+            f"before the screen is built) is open at {bw.get('phase_core_open_done', 0):.2f} s and the "
+            f"{report.get('sizes', {}).get('workstreams', 0):,} workstreams are read at "
+            f"{bw.get('phase_list_workstreams_done', 0):.2f} s; the rows are set at "
+            f"{bw.get('phase_set_workstreams_done', 0):.2f} s "
+            f"({ph.get('set_workstreams_done', 0) - ph.get('set_workstreams_start', 0):.0f} ms in-process: rows "
+            "are built and measured without wrapping them when every line fits); the first full frame is "
+            f"written at {bw.get('first_full_frame', 0):.2f} s. A refused connection to the Ollama host puts "
+            "'unreachable' on the status line at once; the full backend check (importing ollama/httpx, about "
+            "0.2 s, in a thread) starts after the first screen. What is left is Python and Textual start-up "
+            "(imports) and Textual's first compose, CSS and layout.")
     ki = report.get("keys_inprocess", {})
     if ki.get("four_compressions"):
-        wf = ki.get("what_if_fixes", {})
         bs = ki.get("by_loading_state", {})
-        loading = bs.get("no compression, a workstream loading / transcript mounting", {}).get("arrows", {})
+        busy_loading = bs.get("4 compressions, a workstream loading / transcript mounting", {}).get("arrows", {})
+        busy_quiet = bs.get("4 compressions, nothing loading", {}).get("arrows", {})
+        idle_loading = bs.get("no compression, a workstream loading / transcript mounting", {}).get("arrows", {})
+        kt = report.get("keys_tmux", {}).get("four_compressions", {})
         parts.append(
-            "Keys: the event loop is busy in Textual's screen refresh, not in the engine (the compression work "
-            "itself is a few % of the stack samples): (a) `MainScreen._set_title` calls `Static.update` on "
-            "`#chat-title` (CSS height 1) with the default layout=True on every highlight change, so each down/up "
-            "reflows the whole screen, including every mounted chat message; (b) a transcript is mounted 12 "
-            "messages at a time up to 200 (about 600 widgets), and every batch is a full-screen reflow: keys that "
-            f"land while a workstream loads wait {fmt_ms_(loading.get('median_ms'))} (median) / "
-            f"{fmt_ms_(loading.get('p99_ms'))} (p99) with no compression running; (c) each job progress report "
-            "(`WorkstreamList.set_job_progress` -> `OptionList.replace_option_prompt`) clears OptionList's line "
-            "cache, so the next paint re-measures all 1,000 rows (`OptionList.render_lines` -> `_update_lines`). "
-            "Fixes: `title.update(..., layout=False)`; replace a row's prompt keeping the line cache when its "
-            "height is unchanged (drop only the render cache) and coalesce progress repaints to a few per second; "
-            "mount the newest ~24 messages and the older ones when the user scrolls up; the summary panel's "
-            "fixed-height Statics can also use layout=False. Applied in-process as a what-if: p99 with 4 "
-            f"compressions {fmt_ms_(ki['four_compressions']['all_keys'].get('p99_ms'))} -> "
-            f"{fmt_ms_(wf.get('four_compressions', {}).get('all_keys', {}).get('p99_ms'))}, with none "
-            f"{fmt_ms_(ki['no_compression']['all_keys'].get('p99_ms'))} -> "
-            f"{fmt_ms_(wf.get('no_compression', {}).get('all_keys', {}).get('p99_ms'))}; typing alone with 4 "
-            f"compressions p99 {fmt_ms_(wf.get('four_compressions', {}).get('typing', {}).get('p99_ms'))}. What is "
-            "left on down/up is loading the highlighted workstream (100 sessions into the session list, the "
-            "summary Markdown, the chat) and Textual's own compositor render on a 2-core machine shared with other "
-            "runs; the 50 ms p99 also needs the loads to yield between steps (one handler per message is already "
-            "the design) and fewer full reflows there.")
+            f"Keys: with 4 compressions, p99 {fmt_ms_(ki['four_compressions']['all_keys'].get('p99_ms'))} in-process"
+            + (f" and {fmt_ms_(kt.get('p99_ms'))} typing in tmux" if kt else "")
+            + f" (median {fmt_ms_(ki['four_compressions']['all_keys'].get('median_ms'))}). Typing costs a few ms; "
+            "the slow keys are down/up in the workstream list that land while the highlighted workstream loads "
+            "(it loads once the highlight rests 0.1 s: its 100 sessions, the summary Markdown, the newest 12 "
+            "messages, put up in one layout pass): arrows with 4 compressions "
+            f"{fmt_ms_(busy_quiet.get('median_ms'))} median / {fmt_ms_(busy_quiet.get('p99_ms'))} p99 "
+            f"(n={busy_quiet.get('n', 0)}) when nothing was loading as the key was sent, "
+            f"{fmt_ms_(busy_loading.get('median_ms'))} / {fmt_ms_(busy_loading.get('p99_ms'))} "
+            f"(n={busy_loading.get('n', 0)}) when a load was under way; with no compression, a key landing while "
+            "one of the 4 long live transcripts is loading waits "
+            f"{fmt_ms_(idle_loading.get('median_ms'))} / {fmt_ms_(idle_loading.get('p99_ms'))} "
+            f"(n={idle_loading.get('n', 0)}). Textual lays out "
+            "and paints on the event loop, so a key that arrives during a layout pass waits for it; the "
+            "compression work itself is a small share of the loop. Frames are paced at up to 120 a second "
+            "(TEXTUAL_FPS).")
     return " ".join(parts[:1]) + "\n\n" + "\n\n".join(parts[1:])
 
 

@@ -24,13 +24,10 @@ from textual.worker import Worker
 from arawn_core.core import UsageError
 from arawn_core.llm.errors import LLMError
 from arawn_core.models import Session, WorkstreamState
-from arawn_core.search import SearchHit
 from arawn_core.store.repository import NotFound
 from arawn_tui import messages as m
 from arawn_tui.formatting import local_time
 from arawn_tui.sanitize import inert, one_line
-from arawn_tui.screens.dialogs import DEFAULT_MODEL, Confirm, ModelPicker, MultilinePrompt, TextPrompt
-from arawn_tui.screens.search import SearchScreen
 from arawn_tui.widgets.chat_input import PLACEHOLDER, ChatInput
 from arawn_tui.widgets.chat_view import ChatMessage, ChatView
 from arawn_tui.widgets.session_list import SessionList
@@ -40,7 +37,11 @@ from arawn_tui.widgets.workstream_list import WorkstreamList
 
 if TYPE_CHECKING:
     from arawn_core.core import ArawnCore
+    from arawn_core.search import SearchHit
     from arawn_tui.app import ArawnApp
+
+# The search screen and the dialogs are imported when first opened, not before the first
+# screen (about 40 ms of imports at start-up).
 
 LIVE_HINT = ("A new session starts with your first message; the model gets the workstream summary "
              "as its starting context.")
@@ -560,6 +561,8 @@ class MainScreen(Screen[None]):
 
     # ---- search ------------------------------------------------------------------------------
     def action_search(self) -> None:
+        from arawn_tui.screens.search import SearchScreen
+
         if self._need_core() is None or isinstance(self.app.screen, SearchScreen):
             return
         title = self.workstream_list.title_of(self.ws_id) if self.ws_id else ""
@@ -636,6 +639,8 @@ class MainScreen(Screen[None]):
 
     @work(group="dialog", exit_on_error=False)
     async def new_workstream(self) -> None:
+        from arawn_tui.screens.dialogs import TextPrompt
+
         title = await self.app.push_screen_wait(TextPrompt("New workstream", placeholder="Title", action="Create"))
         core = self.core
         if not title or core is None:
@@ -650,6 +655,8 @@ class MainScreen(Screen[None]):
 
     @work(group="dialog", exit_on_error=False)
     async def rename_workstream(self, ws_id: str) -> None:
+        from arawn_tui.screens.dialogs import TextPrompt
+
         current = self.workstream_list.workstreams.get(ws_id)
         title = await self.app.push_screen_wait(
             TextPrompt("Rename workstream", value=current.title if current else "", action="Rename"))
@@ -663,6 +670,8 @@ class MainScreen(Screen[None]):
 
     @work(group="dialog", exit_on_error=False)
     async def archive_workstream(self, ws_id: str) -> None:
+        from arawn_tui.screens.dialogs import Confirm
+
         name = self.workstream_list.title_of(ws_id)
         ok = await self.app.push_screen_wait(Confirm(
             f"Archive {name!r}? Its live session ends (and is compressed); it leaves the list.", "Archive"))
@@ -677,6 +686,8 @@ class MainScreen(Screen[None]):
 
     @work(group="dialog", exit_on_error=False)
     async def set_model(self, ws_id: str) -> None:
+        from arawn_tui.screens.dialogs import DEFAULT_MODEL, ModelPicker
+
         core = self.core
         assert core is not None
         info = await core.backend_info()
@@ -694,6 +705,8 @@ class MainScreen(Screen[None]):
 
     @work(group="dialog", exit_on_error=False)
     async def set_system_prompt(self, ws_id: str) -> None:
+        from arawn_tui.screens.dialogs import MultilinePrompt
+
         core = self.core
         assert core is not None
         ws = await core.get_workstream(ws_id)
