@@ -21,6 +21,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_tui(argv: list[str]) -> int:
+    from arawn_tui import gc_pause
+
+    gc_pause.pause()  # until the first screen is painted (the app resumes it): see gc_pause
     parser = argparse.ArgumentParser(prog="arawn", description="A terminal workbench for long-running "
                                      "conversations with a local LLM. `arawn --headless --help` for scripting.")
     parser.add_argument("--config", help="path to arawn.toml")

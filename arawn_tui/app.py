@@ -25,6 +25,7 @@ from arawn_core.llm.base import BackendInfo, LLMBackend
 from arawn_core.llm.errors import BackendUnavailable
 from arawn_core.models import Workstream
 from arawn_tui import messages as m
+from arawn_tui import gc_pause
 from arawn_tui.commands import ArawnCommands
 from arawn_tui.sanitize import one_line
 from arawn_tui.screens.main import MainScreen
@@ -33,7 +34,8 @@ log = logging.getLogger(__name__)
 
 COMPRESSION = "compression"
 FIRST_PAINT_WAIT_S = 2.0
-CORE_HEAD_START_S = 0.15  # the first full backend check waits at most this long for the first screen
+CORE_HEAD_START_S = 0.15
+START_UP_OVER_S = 5.0  # the garbage collector resumes by then at the latest (see gc_pause)  # the first full backend check waits at most this long for the first screen
 # Worker groups that only read, wait on the LLM or wait on a dialog: safe to cancel at quit.
 CANCEL_ON_QUIT = frozenset({"chat", "dialog", "refresh", "load-list", "load-ws", "load-session", "poll", "queue", "search"})
 
@@ -59,6 +61,7 @@ class ArawnApp(App[None]):
     def __init__(self, settings: Settings, backend: LLMBackend | None = None,
                  core: ArawnCore | None = None) -> None:
         super().__init__()
+        gc_pause.pause()  # resumed once the first screen is painted (see first_screen_shown)
         self.settings = settings
         self.backend = backend
         self.core: ArawnCore | None = core
@@ -77,6 +80,7 @@ class ArawnApp(App[None]):
         except InvalidThemeError:  # an unknown theme name must not stop the app
             self.notify(f"Unknown theme {self.settings.ui.theme!r}; using the default.", severity="warning",
                         markup=False)
+        self.set_timer(START_UP_OVER_S, self.first_screen_shown)  # should the first list never come
         self.main_screen = MainScreen()
         given = self.core  # a core passed in (tests) is already open
         if given is None:
@@ -102,6 +106,12 @@ class ArawnApp(App[None]):
             self._core_opened(core, await core.list_workstreams())
         finally:
             self._core_settled.set()  # open or failed (worker_state_changed reports a failure)
+
+    def first_screen_shown(self) -> None:
+        """The main screen has painted its first list (or it never came): the start-up is over."""
+        if not self.first_screen_painted.is_set():
+            gc_pause.freeze_and_resume()
+            self.first_screen_painted.set()
 
     def _core_opened(self, core: ArawnCore, workstreams: list[Workstream] | None = None) -> None:
         self.core = core
@@ -130,6 +140,7 @@ class ArawnApp(App[None]):
         self.exit()
 
     async def on_unmount(self) -> None:
+        gc_pause.release()
         await self.close_core()
 
     async def close_core(self) -> None:

@@ -189,7 +189,7 @@ class MainScreen(Screen[None]):
         select = message.select or self.ws_id
         self.workstream_list.set_workstreams(message.workstreams, select)
         if not self.loaded:
-            self.call_after_refresh(self.arawn.first_screen_painted.set)
+            self.call_after_refresh(self.arawn.first_screen_shown)
         self.loaded = True
         if not message.workstreams:
             self.ws_id = None

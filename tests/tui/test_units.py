@@ -105,3 +105,30 @@ def test_list_row_height_matches_wrapped_content():
             for rules in ({}, {"line_pad": 1}, {"text_wrap": "nowrap"}, {"text_overflow": "ellipsis"}):
                 assert row.get_height(rules, width) == plain.get_height(rules, width), (text, width, rules)
     assert ListRow.of(Content.assemble(Content.styled("x", "bold"))).spans  # styling kept
+
+
+def test_gc_paused_for_start_up_then_frozen_and_released(monkeypatch):
+    """The collector is off while the first screen is built, then resumes with what exists frozen
+    and full collections rarer; closing the app gives everything back."""
+    import gc
+
+    from arawn_tui import gc_pause
+
+    monkeypatch.setattr(gc_pause, "_paused", False)
+    monkeypatch.setattr(gc_pause, "_thresholds", None)
+    before = gc.get_threshold()
+    assert gc.isenabled()
+    try:
+        gc_pause.pause()
+        assert not gc.isenabled()
+        gc_pause.pause()  # twice: still one resume
+        kept = [object() for _ in range(10)] + [[] for _ in range(10)]
+        gc_pause.freeze_and_resume()
+        assert gc.isenabled() and gc.get_freeze_count() >= len(kept) // 2
+        assert gc.get_threshold()[2] >= gc_pause.FULL_COLLECTION_EVERY
+        gc_pause.release()
+        assert gc.isenabled() and gc.get_freeze_count() == 0 and gc.get_threshold() == before
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
+        gc.enable()
