@@ -914,7 +914,7 @@ def keys_tmux(src: Path, root: Path, samples: int, home: Path, long_msgs: int) -
                         if not typed or len(typed) >= 30:
                             if typed:
                                 ctl.send("C-u")
-                                ctl.wait(lambda s: prefix + typed not in s, timeout=10)
+                                ctl.wait(lambda s, old=typed: old not in s, timeout=10)  # cleared on screen
                             typed = prefix
                             ctl.send(prefix, literal=True)
                             ctl.wait(lambda s, e=typed: e in s, timeout=10)
