@@ -385,7 +385,7 @@ def section_tui(d: dict[str, Any] | None, targets: list[list[Any]] | None = None
         rows.append([f"real `arawn` in tmux, Enter to title + status line on screen (median of {len(st['runs'])})",
                      f"**{st['median_full_screen_s']:.3f} s**",
                      f"first frame {st['median_first_frame_s']:.3f} s; inside: interpreter ready "
-                     f"{bw.get('interpreter_ready', float('nan')):.2f} s, backend prepared (ollama/httpx imports) "
+                     f"{bw.get('interpreter_ready', float('nan')):.2f} s, backend prepared (lazy: no imports) "
                      f"{bw.get('backend_prepared', float('nan')):.2f} s, Textual app imported "
                      f"{bw.get('imported_app', float('nan')):.2f} s, core open "
                      f"{bw.get('phase_core_open_done', float('nan')):.2f} s", met(st["target_met"])])
