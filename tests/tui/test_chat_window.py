@@ -3,6 +3,8 @@ user scrolls up (each mounted message makes every layout pass of the screen long
 
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
+
 from arawn_tui.screens.main import LIVE_HINT
 from arawn_tui.widgets.chat_input import ChatInput
 from arawn_tui.widgets.chat_view import PAGE, WINDOW, ChatMessage, ChatView
@@ -11,7 +13,7 @@ from tests.tui.conftest import open_core, ready, settle, wait_until
 N = 70
 
 
-async def long_live_session(settings) -> tuple[str, list[str]]:
+async def long_live_session(settings) -> list[str]:
     core = await open_core(settings)
     ws = await core.create_workstream("Long talk")
     ids = []
@@ -19,7 +21,20 @@ async def long_live_session(settings) -> tuple[str, list[str]]:
         msg = await core.append_message(ws.id, "user" if n % 2 == 0 else "assistant", f"message number {n}")
         ids.append(msg.id)
     await core.close(end_sessions=False)
-    return ws.id, ids
+    return ids
+
+
+@asynccontextmanager
+async def live_chat(make_app):
+    """The app at the long session's live chat, settled."""
+    app = make_app()
+    async with app.run_test(size=(120, 36)) as pilot:
+        await ready(pilot)
+        main = app.main_screen
+        chat = main.query_one(ChatView)
+        await wait_until(pilot, lambda: main.ws_id is not None and len(chat.messages) == N, what="the live chat")
+        await settle(pilot)
+        yield app, pilot, main, chat
 
 
 def mounted(chat: ChatView) -> list[str | None]:
@@ -27,14 +42,8 @@ def mounted(chat: ChatView) -> list[str | None]:
 
 
 async def test_newest_window_then_older_pages_on_scroll_up(make_app, tui_settings):
-    ws_id, ids = await long_live_session(tui_settings)
-    app = make_app()
-    async with app.run_test(size=(120, 36)) as pilot:
-        await ready(pilot)
-        main = app.main_screen
-        chat = main.query_one(ChatView)
-        await wait_until(pilot, lambda: main.ws_id == ws_id and len(chat.messages) == N, what="the live chat")
-        await settle(pilot)
+    ids = await long_live_session(tui_settings)
+    async with live_chat(make_app) as (app, pilot, main, chat):
         assert mounted(chat) == ids[-WINDOW:]
         assert chat.scroll_y == chat.max_scroll_y  # at the newest message
         assert f"{N - WINDOW} earlier messages" in str(chat.query(".notice-more").first().render())
@@ -69,14 +78,8 @@ async def test_newest_window_then_older_pages_on_scroll_up(make_app, tui_setting
 
 
 async def test_whole_transcript_from_the_palette(make_app, tui_settings):
-    ws_id, ids = await long_live_session(tui_settings)
-    app = make_app()
-    async with app.run_test(size=(120, 36)) as pilot:
-        await ready(pilot)
-        main = app.main_screen
-        chat = main.query_one(ChatView)
-        await wait_until(pilot, lambda: main.ws_id == ws_id and len(chat.messages) == N, what="the live chat")
-        await settle(pilot)
+    ids = await long_live_session(tui_settings)
+    async with live_chat(make_app) as (app, pilot, main, chat):
         assert len(mounted(chat)) == WINDOW
         await app.run_action("show_whole_transcript", main)
         await pilot.pause()
@@ -86,14 +89,8 @@ async def test_whole_transcript_from_the_palette(make_app, tui_settings):
 
 async def test_typing_in_a_window_opened_at_an_old_message_jumps_to_the_live_end(make_app, tui_settings):
     """A search hit opens the live chat at an old message; sending shows the newest messages again."""
-    ws_id, ids = await long_live_session(tui_settings)
-    app = make_app()
-    async with app.run_test(size=(120, 36)) as pilot:
-        await ready(pilot)
-        main = app.main_screen
-        chat = main.query_one(ChatView)
-        await wait_until(pilot, lambda: main.ws_id == ws_id and len(chat.messages) == N, what="the live chat")
-        await settle(pilot)
+    ids = await long_live_session(tui_settings)
+    async with live_chat(make_app) as (app, pilot, main, chat):
         await chat.show(chat.messages, found=ids[3])
         await pilot.pause()
         assert ids[3] in mounted(chat) and ids[-1] not in mounted(chat)
