@@ -33,9 +33,9 @@ from arawn_tui.screens.main import MainScreen
 log = logging.getLogger(__name__)
 
 COMPRESSION = "compression"
-FIRST_PAINT_WAIT_S = 2.0
+FIRST_PAINT_WAIT_S = 2.0  # the first full backend check waits at most this long for the first screen
 CORE_HEAD_START_S = 0.15
-START_UP_OVER_S = 5.0  # the garbage collector resumes by then at the latest (see gc_pause)  # the first full backend check waits at most this long for the first screen
+START_UP_OVER_S = 5.0  # the garbage collector resumes by then at the latest (see gc_pause)
 # Worker groups that only read, wait on the LLM or wait on a dialog: safe to cancel at quit.
 CANCEL_ON_QUIT = frozenset({"chat", "dialog", "refresh", "load-list", "load-ws", "load-session", "poll", "queue", "search"})
 

@@ -88,15 +88,19 @@ def _signal_name(returncode: int) -> str:
         return f"signal {-returncode}"
 
 
+def _recorded(key: str) -> tuple[bool, str | None]:
+    """(known, problem): this process's verdict for the build, else the cache file's."""
+    if key in _checked:
+        return True, _checked[key]
+    cached = _load_cache().get(key)
+    if isinstance(cached, dict) and "runs" in cached:
+        return True, None if cached["runs"] else str(cached.get("problem") or "the native build crashed")
+    return False, None
+
+
 def known_problem() -> str | None:
     """The recorded verdict for the installed build, without running the check (None: runs, or unknown)."""
-    key = build_key()
-    if key in _checked:
-        return _checked[key]
-    cached = _load_cache().get(key)
-    if isinstance(cached, dict) and cached.get("runs") is False:
-        return str(cached.get("problem") or "the native build crashed")
-    return None
+    return _recorded(build_key())[1]
 
 
 def native_build_problem(model_path: str | os.PathLike[str], child_code: str | None = None) -> str | None:
@@ -107,17 +111,15 @@ def native_build_problem(model_path: str | os.PathLike[str], child_code: str | N
     """
     key = build_key()
     with _lock:
-        if key in _checked:
-            return _checked[key]
-        cached = _load_cache().get(key)
-        if isinstance(cached, dict) and "runs" in cached:
-            problem = None if cached["runs"] else str(cached.get("problem") or "the native build crashed")
+        known, problem = _recorded(key)
+        if known:
             _checked[key] = problem
             return problem
         log.info("checking that llama-cpp-python runs on this CPU (once per installation)")
         try:
-            proc = subprocess.run([sys.executable, "-c", child_code or CHILD_CODE, str(model_path)], stdin=subprocess.DEVNULL,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=TIMEOUT_S)
+            proc = subprocess.run([sys.executable, "-c", child_code or CHILD_CODE, str(model_path)],
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                  timeout=TIMEOUT_S)
         except (OSError, subprocess.TimeoutExpired) as exc:
             log.warning("could not check the llama-cpp-python build: %s", exc)
             return None  # not a verdict: the real load decides

@@ -35,7 +35,7 @@ def shards_from(names: Iterable[Any]) -> list[int]:
 
 
 async def shards(conn: Any) -> list[int]:
-    """Shard numbers present, oldest first (`conn`: a Database or an aiosqlite connection)."""
+    """Shard numbers present, oldest first (`conn`: an aiosqlite connection)."""
     async with conn.execute(LIST_SQL) as cur:
         return shards_from(await cur.fetchall())
 
@@ -81,9 +81,10 @@ async def misplaced(conn: Any) -> int:
 
 async def contains(conn: Any, rowid: int, fts_expression: str) -> bool:
     """The message with this rowid matches the (already safe) FTS5 expression."""
-    name = table(shard_of(rowid))
-    if shard_of(rowid) not in await shards(conn):
+    shard = shard_of(rowid)
+    if shard not in await shards(conn):
         return False
+    name = table(shard)
     async with conn.execute(f"SELECT 1 FROM {name} WHERE {name} MATCH ? AND rowid = ?",
                             (fts_expression, rowid)) as cur:
         return await cur.fetchone() is not None

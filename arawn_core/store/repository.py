@@ -215,12 +215,7 @@ class Repository:
 
     async def _index(self, c: Any, workstream_id: str, items: list[tuple[Message, tuple[int, int]]]) -> None:
         """Index messages and count them into their sessions, once: ids already indexed are skipped."""
-        known: set[str] = set()
-        ids = [m.id for m, _ in items]
-        for i in range(0, len(ids), 500):
-            part = ids[i:i + 500]
-            async with c.execute(f"SELECT id FROM messages WHERE id IN ({','.join('?' * len(part))})", part) as cur:
-                known.update(r[0] for r in await cur.fetchall())
+        known = await _rowids(c, [m.id for m, _ in items])
         if known:
             items = [(m, span) for m, span in items if m.id not in known]
             if not items:
@@ -230,12 +225,7 @@ class Repository:
             " VALUES (?,?,?,?,?,?,?)",
             [(m.id, m.workstream_id, m.session_id, m.role, m.timestamp, off, ln) for m, (off, ln) in items],
         )
-        rowids: dict[str, int] = {}
-        for i in range(0, len(items), 500):
-            part = [m.id for m, _ in items[i:i + 500]]
-            async with c.execute(f"SELECT id, rowid FROM messages WHERE id IN ({','.join('?' * len(part))})",
-                                 part) as cur:
-                rowids.update((r[0], r[1]) for r in await cur.fetchall())
+        rowids = await _rowids(c, [m.id for m, _ in items])
         first = {m.id: m for m, _ in reversed(items)}  # an id twice in one batch is stored once
         await fts.insert(c, [(rowids[i], m.content) for i, m in first.items()])
         per_session: dict[str, list[Message]] = {}
@@ -563,3 +553,14 @@ def _ws_from_event(ev: dict[str, Any]) -> Workstream:
         created_at=ev["created_at"], updated_at=ev["updated_at"], model=ev.get("model"),
         system_prompt=ev.get("system_prompt"), is_scratch=bool(ev.get("is_scratch")),
     )
+
+
+async def _rowids(c: Any, ids: list[str]) -> dict[str, int]:
+    """message id -> rowid for those of `ids` already stored (500 ids a query)."""
+    out: dict[str, int] = {}
+    for i in range(0, len(ids), 500):
+        part = ids[i:i + 500]
+        async with c.execute(f"SELECT id, rowid FROM messages WHERE id IN ({','.join('?' * len(part))})",
+                             part) as cur:
+            out.update((r[0], r[1]) for r in await cur.fetchall())
+    return out
