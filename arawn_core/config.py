@@ -64,6 +64,7 @@ class WorkstreamSettings:
     data_dir: str = ""  # "" -> platformdirs user data dir
     session_timeout_minutes: float = 60.0
     end_sessions_on_quit: bool = True
+    pin_budget_tokens: int = 1024  # room for pinned notes in every chat context
     compression: CompressionSettings = field(default_factory=CompressionSettings)
 
 
@@ -100,6 +101,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "llm.request_timeout_s": (0.1, 86_400),
     "llm.max_reply_tokens": (1, 1_048_576),
     "workstream.session_timeout_minutes": (0, 525_600),
+    "workstream.pin_budget_tokens": (0, 1_048_576),
     "workstream.compression.max_summary_tokens": (16, 1_048_576),
     "workstream.compression.token_threshold_chars": (1000, 100_000_000),
     "workstream.compression.min_messages": (0, 1_000_000),

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 from arawn_core.config import Settings
 from arawn_core.context import assemble_context, system_content
 from arawn_core.llm.base import BackendInfo, ChatOptions, LLMBackend
+from arawn_core.memory.commands import MemoryCommands
+from arawn_core.memory.pins import with_pins
 from arawn_core.models import (
     CompressionJob,
     CompressionStatus,
@@ -55,7 +57,9 @@ class UsageError(Exception):
     """Bad input from the user (unknown workstream, ambiguous title, ...): exit code 2."""
 
 
-class ArawnCore:
+class ArawnCore(MemoryCommands):
+    """(Pins, summary versions, focus, fork and session titles: `arawn_core.memory.commands`.)"""
+
     def __init__(self, settings: Settings, db: Database, repo: Repository, queue: JobQueue,
                  backend: LLMBackend, estimator: TokenEstimator) -> None:
         self.settings = settings
@@ -113,6 +117,7 @@ class ArawnCore:
         for ws_id in behind:
             await self.repo.catch_up(ws_id)
         await self.queue.recover_orphans()
+        await self._backfill_titles()
         if await self.repo.kv_get("fts_rebuild"):  # schema 3 replaced the full-text index
             await self.repo.rebuild_message_index()
 
@@ -338,6 +343,7 @@ class ArawnCore:
         system = system_content(ws.system_prompt, ws_summary.text if ws_summary else None,
                                 checkpoint.text if checkpoint else None)
         model = ws.model or self.model
+        system = with_pins(system, await self.pin_fit(workstream_id, model))  # whole pins, within their budget
         budget = TokenBudget(self.settings.llm.num_ctx, self.settings.llm.max_reply_tokens, 64)
         available = budget.input_tokens_available(0)
         messages, _ = assemble_context(system, history, available, lambda t: self.estimator.estimate(model, t))
@@ -389,9 +395,15 @@ class ArawnCore:
             self.events.publish(ev.JobQueued(workstream_id, job.id, kind.value, session_id))
         return job
 
-    async def compress(self, workstream_id: str, session_id: str | None = None, rebuild: bool = False) -> list[CompressionJob]:
-        """Queue compression now (manual): the given or every not-yet-summarized ended session, then a reduce."""
+    async def compress(self, workstream_id: str, session_id: str | None = None, rebuild: bool = False,
+                       focus: str | None = None) -> list[CompressionJob]:
+        """Queue compression now (manual): the given or every not-yet-summarized ended session, then a reduce.
+
+        `focus` steers that run (see `set_focus`); with nothing new to fold it rebuilds, steered.
+        """
         jobs: list[CompressionJob] = []
+        if focus is not None:
+            await self.set_focus(workstream_id, focus)
         await self.queue.retry(workstream_id=workstream_id)  # a manual compress also retries what failed
         if rebuild:
             job = await self._enqueue(JobKind.REBUILD, workstream_id)
@@ -412,7 +424,7 @@ class ArawnCore:
             if wanted and (job := await self._enqueue(JobKind.SESSION, workstream_id, s.id)):
                 jobs.append(job)
         if not jobs and not in_flight:  # no session work: fold what is not folded yet
-            if job := await self._enqueue(JobKind.REDUCE, workstream_id):
+            if job := await self._enqueue(JobKind.REBUILD if focus else JobKind.REDUCE, workstream_id):
                 jobs.append(job)
         return jobs
 

@@ -198,6 +198,7 @@ class Session:
     compression: CompressionStatus = CompressionStatus.NONE
     last_error: str | None = None
     end_reason: str | None = None
+    title: str | None = None  # the first line of its first user message, or what the user renamed it to
 
     @property
     def active(self) -> bool:
@@ -209,7 +210,7 @@ class Session:
             "ended_at": self.ended_at, "last_activity_at": self.last_activity_at, "turn_count": self.turn_count,
             "char_count": self.char_count, "message_count": self.message_count, "summary": self.summary,
             "compression": self.compression.value, "last_error": self.last_error, "end_reason": self.end_reason,
-            "active": self.active,
+            "active": self.active, "title": self.title,
         }
 
 

@@ -47,6 +47,7 @@ class SearchHit:
     snippet: str  # highlighted with [ and ]
     score: float
     exact: bool
+    session_title: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -170,13 +171,14 @@ async def search(db: Database, messages_path, query: str, workstream_id: str | N
     exact_ids = {r[0] for r in exact}
     meta = {r["rid"]: r for r in await db.fetchall(
         "SELECT m.rowid AS rid, m.id, m.workstream_id, m.session_id, m.role, m.timestamp, m.offset, m.length,"
-        " w.title FROM messages m JOIN workstreams w ON w.id = m.workstream_id"
+        " w.title, s.title AS session_title FROM messages m JOIN workstreams w ON w.id = m.workstream_id"
+        " LEFT JOIN sessions s ON s.id = m.session_id"
         f" WHERE m.rowid IN ({','.join('?' * len(best))})", [r[0] for r in best])} if best else {}
     rows = [dict(meta[rid], score=score) for rid, score in best if rid in meta]
     contents = await asyncio.to_thread(_read_contents, messages_path, rows)
     hits = [
         SearchHit("message", r["workstream_id"], r["title"], r["session_id"], r["id"], r["role"], r["timestamp"],
-                  highlight(contents[i], parsed.terms), r["score"], r["rid"] in exact_ids)
+                  highlight(contents[i], parsed.terms), r["score"], r["rid"] in exact_ids, r["session_title"])
         for i, r in enumerate(rows)
     ]
     if include_summaries and not role:
@@ -199,8 +201,9 @@ async def _search_summaries(db: Database, parsed: ParsedQuery, workstream_id: st
     filters.append("(s.id IN (SELECT summary_id FROM workstreams) OR s.id IN (SELECT summary_id FROM sessions))")
     where = "".join(f" AND {f}" for f in filters)
     rows = await db.fetchall(
-        "SELECT s.*, bm25(summaries_fts) AS score, w.title AS ws_title FROM summaries_fts f"
-        " JOIN summaries s ON s.rowid = f.rowid JOIN workstreams w ON w.id = s.workstream_id"
+        "SELECT s.*, bm25(summaries_fts) AS score, w.title AS ws_title, ss.title AS session_title"
+        " FROM summaries_fts f JOIN summaries s ON s.rowid = f.rowid JOIN workstreams w ON w.id = s.workstream_id"
+        " LEFT JOIN sessions ss ON ss.id = s.session_id"
         f" WHERE summaries_fts MATCH ?{where} ORDER BY score LIMIT ?",
         [parsed.fts, *params, limit],
     )
@@ -208,7 +211,7 @@ async def _search_summaries(db: Database, parsed: ParsedQuery, workstream_id: st
     return [
         SearchHit(f"{r['kind']}_summary", r["workstream_id"], r["ws_title"], r["session_id"], None, "summary",
                   r["created_at"], highlight(r["text"], parsed.terms), r["score"],
-                  bool(phrase and phrase in " ".join(_WORD.findall(r["text"].lower()))))
+                  bool(phrase and phrase in " ".join(_WORD.findall(r["text"].lower()))), r["session_title"])
         for r in rows
     ]
 

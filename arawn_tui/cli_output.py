@@ -59,10 +59,11 @@ def ws_table(items: list[Workstream]) -> None:
 
 
 def session_table(sessions: list[Session]) -> None:
-    print(f"{'ID':36}  {'STARTED':20}  {'TURNS':>5}  {'STATE':8}  COMPRESSION")
+    print(f"{'ID':36}  {'STARTED':20}  {'TURNS':>5}  {'STATE':8}  {'COMPRESSION':11}  TITLE")
     for s in sessions:
         state = "active" if s.active else (s.end_reason or "ended")
-        print(f"{s.id:36}  {s.started_at[:19]:20}  {s.turn_count:>5}  {state:8}  {s.compression.value}")
+        print(f"{s.id:36}  {s.started_at[:19]:20}  {s.turn_count:>5}  {state:8}  {s.compression.value:11}"
+              f"  {inert(s.title or '')}")
 
 
 def ws_show(ws: Workstream, summary: Summary | None, sessions: list[Session]) -> None:
@@ -93,7 +94,8 @@ def jobs_table(jobs: list[CompressionJob]) -> None:
 def search_hits(hits: list[Any]) -> None:
     for h in hits:
         d = h.to_dict()
-        print(f"{inert(d.get('workstream_title', ''))} / {d.get('session_id', '')} [{d.get('role', '')}]"
+        where = inert(d.get("session_title") or "") or d.get("session_id", "")
+        print(f"{inert(d.get('workstream_title', ''))} / {where} [{d.get('role', '')}]"
               f" {d.get('timestamp', '')[:19]}\n  {inert(d.get('snippet', ''))}")
 
 

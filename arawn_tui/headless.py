@@ -22,6 +22,7 @@ from arawn_core.models import JobState
 from arawn_core.store.db import DatabaseError
 from arawn_core.store.jsonl import StorageFull
 from arawn_core.store.repository import NotFound
+from arawn_tui import cli_memory as mem
 from arawn_tui import cli_output as out
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
@@ -61,6 +62,9 @@ def build_parser() -> Parser:
     tag = ws.add_parser("tag", help="set a workstream's tags")
     tag.add_argument("ws")
     tag.add_argument("tags", nargs="*")
+    fork = ws.add_parser("fork", help="a new workstream starting from this one's summary and pins; prints its id")
+    fork.add_argument("ws")
+    fork.add_argument("title")
 
     chat = sub.add_parser("chat", help="send a message in the active session and stream the reply")
     chat.add_argument("ws")
@@ -74,15 +78,21 @@ def build_parser() -> Parser:
     end.add_argument("--wait", action="store_true", help="wait for the compression to finish")
     show = session.add_parser("show", help="a session's transcript")
     show.add_argument("session_id")
+    srename = session.add_parser("rename", help="give a session a title")
+    srename.add_argument("session_id")
+    srename.add_argument("title")
 
     compress = sub.add_parser("compress", help="compress now and wait; prints the workstream summary")
     compress.add_argument("ws")
     compress.add_argument("--session")
     compress.add_argument("--rebuild", action="store_true", help="recompute from all session summaries")
+    compress.add_argument("--focus", metavar="TEXT", help="what this run should keep above all (recorded in the"
+                          " summary's provenance)")
 
     summary = sub.add_parser("summary", help="print a stored summary")
     summary.add_argument("ws")
     summary.add_argument("--session")
+    mem.add_summary_options(summary)
 
     imp = sub.add_parser("import", help="import conversations; each becomes an ended session")
     imp.add_argument("path")
@@ -106,6 +116,7 @@ def build_parser() -> Parser:
     search.add_argument("--since", help="ISO date, e.g. 2026-11-01")
     search.add_argument("--limit", type=int, default=20)
 
+    mem.add_parsers(sub)
     sub.add_parser("reindex", help="rebuild the SQLite index from the JSONL files")
     sub.add_parser("doctor", help="check config, data dir, backend, model and context size")
     return p
@@ -133,15 +144,30 @@ async def cmd_ws(core: ArawnCore, args: argparse.Namespace) -> int:
         ws = await core.resolve_workstream(args.ws)
         sessions = await core.list_sessions(ws.id)
         summary = await core.workstream_summary(ws.id)
+        origin, pins, version = (await core.workstream_origin(ws.id), await core.list_pins(ws.id),
+                                 await core.current_version(ws.id))
         doc = {**ws.to_dict(), "summary": summary.to_dict() if summary else None,
-               "sessions": [s.to_dict() for s in sessions]}
-        out.emit(args, doc, lambda: out.ws_show(ws, summary, sessions))
+               "sessions": [s.to_dict() for s in sessions], "origin": origin, "pins": [p.to_dict() for p in pins],
+               "summary_version": version.to_dict(with_text=False) if version else None}
+
+        def text() -> None:
+            if origin:
+                print(mem.origin_line(origin))
+            out.ws_show(ws, summary, sessions)
+            if version:
+                print(f"\nsummary version {version.number} ({version.author}); `summary WS --history` lists all")
+            if pins:
+                print(f"\n{len(pins)} pinned note(s) (`pins WS`)")
+
+        out.emit(args, doc, text)
     elif args.ws_cmd == "archive":
         ws = await core.archive_workstream((await core.resolve_workstream(args.ws)).id)
         out.emit(args, ws.to_dict(), lambda: print(f"archived {ws.id} {out.inert(ws.title)}"))
     elif args.ws_cmd == "rename":
         ws = await core.rename_workstream((await core.resolve_workstream(args.ws)).id, args.title)
         out.emit(args, ws.to_dict(), lambda: print(f"renamed {ws.id} to {out.inert(ws.title)}"))
+    elif args.ws_cmd == "fork":
+        return await mem.cmd_fork(core, args)
     elif args.ws_cmd == "tag":
         ws = await core.set_tags((await core.resolve_workstream(args.ws)).id, args.tags)
         out.emit(args, ws.to_dict(), lambda: print(f"{ws.id} tags: {out.inert(', '.join(ws.tags)) or '-'}"))
@@ -153,6 +179,9 @@ async def cmd_chat(core: ArawnCore, args: argparse.Namespace) -> int:
     text = sys.stdin.read() if args.message == "-" else args.message
     if not text.strip():
         raise UsageError("the message is empty")
+    fit = await core.pin_fit(ws.id)
+    if fit.over_budget:  # never cut silently: say which pins the model will not see
+        print(f"arawn: warning: {fit.warning()}", file=sys.stderr)
     parts: list[str] = []
     async for piece in core.send(ws.id, text):
         parts.append(piece)
@@ -169,6 +198,8 @@ async def cmd_chat(core: ArawnCore, args: argparse.Namespace) -> int:
 
 
 async def cmd_session(core: ArawnCore, args: argparse.Namespace) -> int:
+    if args.session_cmd == "rename":
+        return await mem.cmd_session_rename(core, args)
     if args.session_cmd == "show":
         messages = await core.session_messages(args.session_id)
         out.emit(args, [m.to_record() for m in messages], lambda: out.transcript(messages))
@@ -212,7 +243,7 @@ async def cmd_compress(core: ArawnCore, args: argparse.Namespace) -> int:
     ws = await core.resolve_workstream(args.ws)
     if not core.settings.workstream.compression.enabled:
         raise UsageError("compression is disabled ([workstream.compression] enabled = false)")
-    await core.compress(ws.id, session_id=args.session, rebuild=args.rebuild)
+    await core.compress(ws.id, session_id=args.session, rebuild=args.rebuild, focus=args.focus)
     code = await _work(core, ws.id, args)
     summary = await core.workstream_summary(ws.id)
     out.emit(args, summary.to_dict() if summary else None,
@@ -221,6 +252,8 @@ async def cmd_compress(core: ArawnCore, args: argparse.Namespace) -> int:
 
 
 async def cmd_summary(core: ArawnCore, args: argparse.Namespace) -> int:
+    if mem.wants_memory(args):
+        return await mem.cmd_summary_memory(core, args)
     ws = await core.resolve_workstream(args.ws)
     summary = await (core.session_summary(args.session) if args.session else core.workstream_summary(ws.id))
     if summary is None:
@@ -321,7 +354,7 @@ async def cmd_doctor(core: ArawnCore, args: argparse.Namespace) -> int:
 HANDLERS: dict[str, Callable[[ArawnCore, argparse.Namespace], Any]] = {
     "ws": cmd_ws, "chat": cmd_chat, "session": cmd_session, "compress": cmd_compress, "summary": cmd_summary,
     "import": cmd_import, "export": cmd_export, "jobs": cmd_jobs, "search": cmd_search, "reindex": cmd_reindex,
-    "doctor": cmd_doctor,
+    "doctor": cmd_doctor, **mem.HANDLERS,
 }
 
 

@@ -303,3 +303,22 @@ def _make_error(spec: ErrorSpec) -> BaseException:
     if isinstance(spec, BaseException):
         return spec
     return spec()
+
+
+_FENCED = re.compile(r"<<<(?P<kind>[A-Z-]+)-(?P<nonce>[0-9a-f]+)>>>\n(?P<body>.*?)\n<<<END-(?P=kind)-(?P=nonce)>>>",
+                     re.S)
+
+
+def fenced_blocks(text: str) -> dict[str, str]:
+    """The fenced data blocks of a compression prompt, by kind (TRANSCRIPT, SUMMARIES, KEEP ...)."""
+    return {m.group("kind"): m.group("body") for m in _FENCED.finditer(text)}
+
+
+def lossy_reply(messages: list[ChatMessage], options: ChatOptions) -> str:
+    """A model that forgets: a reduce's reply keeps only what the *new* session summaries say,
+    dropping the whole previous workstream summary and every line it was asked to keep."""
+    blocks = fenced_blocks("\n".join(m.get("content", "") for m in messages))
+    if "SUMMARIES" in blocks:
+        lines = [ln for ln in blocks["SUMMARIES"].splitlines() if ln.strip() and not ln.startswith("[summary ")]
+        return "## Lossy summary\n" + "\n".join(f"- {ln}" for ln in lines)
+    return default_reply(messages, options)

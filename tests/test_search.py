@@ -161,6 +161,9 @@ async def test_a_store_from_before_the_shards_is_reindexed_on_open(settings, fak
     conn.execute("DROP TABLE messages_fts_0")
     assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name GLOB 'messages_fts_*'").fetchone()[0] == 0
     conn.execute("CREATE VIRTUAL TABLE messages_fts USING fts5(content, content='')")
+    for table in ("pins", "summary_versions", "workstream_origins"):  # what later migrations added
+        conn.execute(f"DROP TABLE {table}")
+    conn.execute("ALTER TABLE sessions DROP COLUMN title")
     conn.execute("PRAGMA user_version = 2")
     conn.commit()
     conn.close()

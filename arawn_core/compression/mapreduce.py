@@ -38,6 +38,7 @@ from arawn_core.compression.budget import TokenBudget, TokenEstimator
 from arawn_core.compression.chunking import Chunk, ChunkItem, plan_chunks, resplit
 from arawn_core.llm.base import ChatMessage, ChatOptions, Completion, LLMBackend
 from arawn_core.llm.errors import ContextOverflow, LLMError
+from arawn_core.memory.steer import Steer
 from arawn_core.models import Provenance
 
 if TYPE_CHECKING:
@@ -255,7 +256,7 @@ class Summarizer:
 
     # ---- public API ----------------------------------------------------
     async def summarize_session(
-        self, items: Sequence[tuple[str, str]], progress: Progress | None = None
+        self, items: Sequence[tuple[str, str]], progress: Progress | None = None, steer: Steer | None = None
     ) -> SummaryResult:
         """Map: a session transcript [(role, text), ...] -> its summary. Empty input -> "" with no call."""
         op = _Op(progress, self.config.model)
@@ -264,7 +265,8 @@ class Summarizer:
         if chars == 0:
             return await op.result("", 0)
         words = self._target_words(share=2)
-        whole = lambda shorter: P.session_messages(items, target_words=words, shorter=shorter)  # noqa: E731
+        whole = lambda shorter: P.session_messages(items, target_words=words, shorter=shorter,  # noqa: E731
+                                                   steer=steer)
         if self._fits(whole):
             op.plan(1)
             try:
@@ -272,11 +274,12 @@ class Summarizer:
             except _Overflow:
                 pass  # the estimator learned; plan chunks with the new ratio
         summaries = await self._map(items, op, plan_merges=True)
-        text = await self._reduce_to_one(summaries, op, final="merge")
+        text = await self._reduce_to_one(summaries, op, final="merge", steer=steer)
         return await op.result(text, chars)
 
     async def fold(
-        self, previous_summary: str | None, new_summaries: Sequence[str], progress: Progress | None = None
+        self, previous_summary: str | None, new_summaries: Sequence[str], progress: Progress | None = None,
+        steer: Steer | None = None,
     ) -> SummaryResult:
         """Reduce: previous workstream summary + only the new session summaries -> updated summary.
 
@@ -293,12 +296,13 @@ class Summarizer:
         op.plan(1)
 
         def build(prev: str | None, texts: list[str], words: int) -> Builder:
-            return lambda shorter: P.reduce_messages(prev, texts, target_words=words, shorter=shorter)
+            return lambda shorter: P.reduce_messages(prev, texts, target_words=words, shorter=shorter, steer=steer)
 
         text = await self._fold_loop(previous_summary, new, build, op)
         return await op.result(text, input_chars)
 
-    async def rebuild(self, session_summaries: Sequence[str], progress: Progress | None = None) -> SummaryResult:
+    async def rebuild(self, session_summaries: Sequence[str], progress: Progress | None = None,
+                      steer: Steer | None = None) -> SummaryResult:
         """The workstream summary from all session summaries, hierarchically, each call within budget."""
         op = _Op(progress, self.config.model)
         texts = [s for s in session_summaries if s and s.strip()]
@@ -306,7 +310,7 @@ class Summarizer:
         if not texts:
             return await op.result("", 0)
         op.plan(max(1, planned_merge_calls(len(texts), self.config.fan_in)))
-        text = await self._reduce_to_one(texts, op, final="rebuild")
+        text = await self._reduce_to_one(texts, op, final="rebuild", steer=steer)
         return await op.result(text, input_chars)
 
     async def checkpoint(
@@ -532,7 +536,8 @@ class Summarizer:
 
         return [text for outs in await _gather([merge(g) for g in groups]) for text in outs]
 
-    async def _reduce_to_one(self, texts: list[str], op: _Op, *, final: Literal["merge", "rebuild"]) -> str:
+    async def _reduce_to_one(self, texts: list[str], op: _Op, *, final: Literal["merge", "rebuild"],
+                             steer: Steer | None = None) -> str:
         """Merge texts hierarchically (fan-in bounded, each call within budget) until one remains."""
         for _ in range(MAX_ROUNDS):
             if final == "merge" and len(texts) == 1:
@@ -541,7 +546,7 @@ class Summarizer:
                 words = self._target_words(share=2)
                 current = texts
                 builder = P.merge_messages if final == "merge" else P.rebuild_messages
-                build: Builder = lambda s: builder(current, target_words=words, shorter=s)  # noqa: E731
+                build: Builder = lambda s: builder(current, target_words=words, shorter=s, steer=steer)  # noqa: E731
                 if self._fits(build):
                     try:
                         return await self._call(build, op)

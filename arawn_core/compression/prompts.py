@@ -21,6 +21,7 @@ from typing import Iterable, Sequence, Union
 
 from arawn_core.compression.chunking import ChunkItem
 from arawn_core.llm.base import ChatMessage
+from arawn_core.memory.steer import Steer
 
 PROMPT_VERSION = "2026-11-28.1"
 
@@ -94,6 +95,8 @@ You shorten a summary, or a fragment of one, without losing its substance: keep 
 facts, identifiers, open questions and next steps; drop repetition and detail that does not help \
 to continue the work. Do not add anything that is not in the text."""
 
+KEEP_TITLE = "Lines the user wrote into the summary themselves (keep each one verbatim):"
+
 LENGTH_NOTE = "Keep the whole reply under {words} words."
 SHORTER_NOTE = (
     "A previous attempt was cut off because it was too long. Be much briefer this time: "
@@ -164,10 +167,13 @@ def render_summaries(summaries: Sequence[str], *, nonce: str | None = None) -> s
 
 
 # ---- message builders ------------------------------------------------------
-def _system(task: str, nonce: str, target_words: int, shorter: bool, extra: str = "") -> str:
+def _system(task: str, nonce: str, target_words: int, shorter: bool, extra: str = "",
+            steer: Steer | None = None, keeps: bool = False) -> str:
     parts = [task]
     if extra:
         parts.append(extra)
+    if steer:
+        parts.append(steer.system_note(keeps))
     parts.append(DATA_RULES.format(nonce=nonce))
     parts.append((SHORTER_NOTE if shorter else LENGTH_NOTE).format(words=_words(target_words, shorter)))
     return "\n\n".join(parts)
@@ -189,22 +195,24 @@ def session_messages(
     part: str | None = None,
     shorter: bool = False,
     nonce: str | None = None,
+    steer: Steer | None = None,
 ) -> list[ChatMessage]:
     """Map: one session transcript (or `part` "i of n" of it) -> its summary."""
     body = _transcript_body(items)
     nonce = _nonce(nonce, body)
     extra = CHUNK_NOTE.format(part=part) if part else ""
-    system = _system(SESSION_PROMPT, nonce, target_words, shorter, extra)
+    system = _system(SESSION_PROMPT, nonce, target_words, shorter, extra, steer)
     return _messages(system, [fence("TRANSCRIPT", nonce, body)], "summary of this part" if part else "session summary")
 
 
 def merge_messages(
-    summaries: Sequence[str], *, target_words: int, shorter: bool = False, nonce: str | None = None
+    summaries: Sequence[str], *, target_words: int, shorter: bool = False, nonce: str | None = None,
+    steer: Steer | None = None,
 ) -> list[ChatMessage]:
     """Merge consecutive partial summaries into one."""
     body = _summaries_body(summaries)
     nonce = _nonce(nonce, body)
-    system = _system(MERGE_PROMPT, nonce, target_words, shorter)
+    system = _system(MERGE_PROMPT, nonce, target_words, shorter, steer=steer)
     return _messages(system, [fence("SUMMARIES", nonce, body)], "combined summary")
 
 
@@ -215,27 +223,36 @@ def reduce_messages(
     target_words: int,
     shorter: bool = False,
     nonce: str | None = None,
+    steer: Steer | None = None,
 ) -> list[ChatMessage]:
     """Fold: previous workstream summary + new session summaries -> updated workstream summary."""
     prev = previous if previous else "(none yet: this is the first summary of the workstream)"
     body = _summaries_body(new_summaries)
-    nonce = _nonce(nonce, prev, body)
-    system = _system(REDUCE_PROMPT, nonce, target_words, shorter)
+    keep = steer.keep_body() if steer else ""
+    nonce = _nonce(nonce, prev, body, keep)
+    system = _system(REDUCE_PROMPT, nonce, target_words, shorter, steer=steer, keeps=True)
     blocks = [
         "Current workstream summary:\n" + fence("WORKSTREAM-SUMMARY", nonce, prev),
         "Summaries of the new sessions, oldest first:\n" + fence("SUMMARIES", nonce, body),
     ]
+    if keep:
+        blocks.append(KEEP_TITLE + "\n" + fence("KEEP", nonce, keep))
     return _messages(system, blocks, "updated workstream summary")
 
 
 def rebuild_messages(
-    summaries: Sequence[str], *, target_words: int, shorter: bool = False, nonce: str | None = None
+    summaries: Sequence[str], *, target_words: int, shorter: bool = False, nonce: str | None = None,
+    steer: Steer | None = None,
 ) -> list[ChatMessage]:
     """Rebuild: session summaries (or merged groups of them) -> workstream summary."""
     body = _summaries_body(summaries)
-    nonce = _nonce(nonce, body)
-    system = _system(REBUILD_PROMPT, nonce, target_words, shorter)
-    return _messages(system, [fence("SUMMARIES", nonce, body)], "workstream summary")
+    keep = steer.keep_body() if steer else ""
+    nonce = _nonce(nonce, body, keep)
+    system = _system(REBUILD_PROMPT, nonce, target_words, shorter, steer=steer, keeps=True)
+    blocks = [fence("SUMMARIES", nonce, body)]
+    if keep:
+        blocks.append(KEEP_TITLE + "\n" + fence("KEEP", nonce, keep))
+    return _messages(system, blocks, "workstream summary")
 
 
 def checkpoint_messages(

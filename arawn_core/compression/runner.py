@@ -28,6 +28,7 @@ from arawn_core.compression.staleness import VERBATIM_MODEL, is_stale  # noqa: F
 from arawn_core.config import Settings
 from arawn_core.llm.base import LLMBackend
 from arawn_core.llm.errors import LLMError
+from arawn_core.memory.versions import VersionMeta, restore_protected
 from arawn_core.models import (
     CompressionJob,
     JobKind,
@@ -38,6 +39,7 @@ from arawn_core.models import (
     new_id,
 )
 from arawn_core.store.jobs import JobQueue
+from arawn_core.store import memory as memory_store
 from arawn_core.store.repository import NotFound, Repository
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,11 @@ def hash_messages(messages: list[Message]) -> str:
         h.update(m.content.encode("utf-8", "surrogatepass"))
         h.update(b"\x1e")
     return h.hexdigest()
+
+
+def _steered(steer) -> dict:
+    """The `steer` keyword only for a steered run (an unsteered call is exactly the old call)."""
+    return {"steer": steer} if steer else {}
 
 
 def verbatim_text(messages: list[Message]) -> str:
@@ -174,13 +181,13 @@ class JobRunner:
         )
 
     async def _commit(self, job: CompressionJob, summary: Summary | None, folded: list[str] | None = None,
-                      then_reduce: bool = False) -> None:
+                      then_reduce: bool = False, version: VersionMeta | None = None) -> None:
         """The result, the job's `done` and (for a session) the follow-up reduce: one transaction."""
         if summary is not None:
-            await self.repo.prepare_summary(summary, folded)
+            await self.repo.prepare_summary(summary, folded, version)
         async with self.repo.db.transaction() as c:
             if summary is not None:
-                await self.repo.write_summary(c, summary, folded)
+                await self.repo.write_summary(c, summary, folded, version)
             await self.queue.finish(c, job.id)
             reduce_id = await self.queue.enqueue_in(c, JobKind.REDUCE, job.workstream_id) if then_reduce else None
         if reduce_id:
@@ -203,7 +210,9 @@ class JobRunner:
         if len(messages) < c.min_messages and chars <= c.verbatim_max_chars:
             text, used_model = verbatim_text(messages), VERBATIM_MODEL
         else:
-            result = await self.summarizer().summarize_session([(m.role, m.content) for m in messages], progress)
+            steer = await memory_store.steer_for(self.repo, job.workstream_id, with_protected=False)
+            result = await self.summarizer().summarize_session([(m.role, m.content) for m in messages], progress,
+                                                               **_steered(steer))
             text, used_model = result.text, model
         summary = self._summary(SummaryKind.SESSION, job, text, used_model, result, chars, digest,
                                 [session.id], started)
@@ -215,15 +224,16 @@ class JobRunner:
         model = self.model()
         summarizer = self.summarizer()
         previous = await self.repo.workstream_summary(job.workstream_id)
+        steer = await memory_store.steer_for(self.repo, job.workstream_id)  # focus, and the lines edits protect
         if rebuild:
             pending = await self.repo.all_session_summaries(job.workstream_id)
             if not pending:
                 await self._commit(job, None)
                 return 0
             texts = [s.text for _, s in pending]
-            result = await summarizer.rebuild(texts, progress)
+            result = await summarizer.rebuild(texts, progress, **_steered(steer))
             covers = [sid for sid, _ in pending]
-            digest = input_hash(*texts)
+            digest = input_hash(*texts, *steer.hash_parts())
         else:
             pending = await self.repo.unfolded_session_summaries(job.workstream_id)
             if not pending:
@@ -231,13 +241,18 @@ class JobRunner:
                 return 0
             texts = [s.text for _, s in pending]
             prev_text = previous.text if previous else None
-            result = await summarizer.fold(prev_text, texts, progress)
+            result = await summarizer.fold(prev_text, texts, progress, **_steered(steer))
             covers = (previous.covers if previous else []) + [sid for sid, _ in pending]
-            digest = input_hash(prev_text, *texts)
-        summary = self._summary(SummaryKind.WORKSTREAM, job, result.text, model, result,
+            digest = input_hash(prev_text, *texts, *steer.hash_parts())
+        # the model was asked to keep the protected lines; any it dropped anyway are put back here
+        text, restored = restore_protected(result.text, list(steer.must_keep), previous.text if previous else None)
+        summary = self._summary(SummaryKind.WORKSTREAM, job, text, model, result,
                                 sum(len(t) for t in texts) + (len(previous.text) if previous and not rebuild else 0),
                                 digest, covers, started)
-        await self._commit(job, summary, folded=[sid for sid, _ in pending])
+        version = VersionMeta("model", list(steer.must_keep), restored, steer.focus)
+        await self._commit(job, summary, folded=[sid for sid, _ in pending], version=version)
+        if steer.focus:
+            await memory_store.clear_focus(self.repo, job.workstream_id, steer.focus)
         return result.llm_calls
 
     async def _checkpoint(self, job: CompressionJob, progress: Callable[[int, int], None]) -> int:

@@ -63,7 +63,9 @@ def _session_markdown(n: int, session: Session, messages: list[Message]) -> str:
         status = f"ended {_when(session.ended_at)} ({session.end_reason or 'explicit'})"
     else:
         status = "active"
-    parts = [f"## Session {n} · {_when(session.started_at)}\n\n",
+    # a title is one line of user text inside a heading: no HTML, no closing `#` run
+    title = " · " + _inline(session.title).replace("<", "\\<").rstrip("# ") if session.title else ""
+    parts = [f"## Session {n}{title} · {_when(session.started_at)}\n\n",
              f"*{len(messages)} message{'s' if len(messages) != 1 else ''} · {status}*\n\n"]
     if session.summary and session.summary.strip():
         parts.append("**Session summary**\n\n" + guard_markdown(session.summary) + "\n")

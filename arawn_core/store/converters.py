@@ -46,6 +46,7 @@ def session_from_row(row: Row) -> Session:
         char_count=row["char_count"],
         message_count=row["message_count"],
         end_reason=row["end_reason"],
+        title=row["title"],
     )
 
 

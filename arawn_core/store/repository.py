@@ -27,7 +27,8 @@ from arawn_core.models import (
     new_id,
     utc_now,
 )
-from arawn_core.store import fts, jsonl
+from arawn_core.memory.versions import VersionMeta
+from arawn_core.store import fts, jsonl, memory
 from arawn_core.store.converters import (
     session_from_row,
     summary_from_record,
@@ -229,8 +230,11 @@ class Repository:
         first = {m.id: m for m, _ in reversed(items)}  # an id twice in one batch is stored once
         await fts.insert(c, [(rowids[i], m.content) for i, m in first.items()])
         per_session: dict[str, list[Message]] = {}
+        first_user: dict[str, str] = {}
         for m, _ in items:
             per_session.setdefault(m.session_id, []).append(m)
+            if m.role == "user" and m.session_id not in first_user:
+                first_user[m.session_id] = m.content
         for sid, msgs in per_session.items():
             turns = sum(1 for m in msgs if m.role == "user")
             chars = sum(len(m.content) for m in msgs)
@@ -243,6 +247,7 @@ class Repository:
                 " last_activity_at = max(last_activity_at, excluded.last_activity_at)",
                 (sid, workstream_id, first, last, turns, chars, len(msgs)),
             )
+        await memory.set_titles(c, first_user)  # a session's title: its first user message's first line
         end = max(off + ln for _, (off, ln) in items)
         await c.execute("UPDATE workstreams SET log_offset = max(log_offset, ?) WHERE id = ?", (end, workstream_id))
         await self.touch_workstream(c, workstream_id, max(m.timestamp for m, _ in items))
@@ -350,15 +355,20 @@ class Repository:
         )
         return [(r["sid"], summary_from_row(r)) for r in rows]
 
-    async def prepare_summary(self, summary: Summary, folded: list[str] | None = None) -> None:
+    async def prepare_summary(self, summary: Summary, folded: list[str] | None = None,
+                              version: VersionMeta | None = None) -> None:
         """Record the summary in events.jsonl first (so reindex can restore it)."""
         event = {"type": "summary", **summary_to_params(summary), "covers": summary.covers}
         if folded is not None:
             event["folded"] = folded
+        if version is not None:
+            event["version"] = version.to_event()
         await self._append_event(summary.workstream_id, event)
 
-    async def write_summary(self, c: Any, summary: Summary, folded: list[str] | None = None) -> None:
-        """Inside the caller's transaction: the summary row and what points at it."""
+    async def write_summary(self, c: Any, summary: Summary, folded: list[str] | None = None,
+                            version: VersionMeta | None = None) -> None:
+        """Inside the caller's transaction: the summary row and what points at it (a workstream
+        summary also becomes its next numbered version)."""
         await c.execute(
             "INSERT OR IGNORE INTO summaries (id, kind, workstream_id, session_id, text, model, prompt_version,"
             " input_chars, input_tokens, output_tokens, llm_calls, duration_s, input_hash, created_at, covers)"
@@ -380,6 +390,7 @@ class Repository:
             await c.execute("UPDATE sessions SET checkpoint_id = ? WHERE id = ?", (summary.id, summary.session_id))
         else:
             await c.execute("UPDATE workstreams SET summary_id = ? WHERE id = ?", (summary.id, summary.workstream_id))
+            await memory.record_version(c, summary, version)
             if folded:
                 await c.executemany("UPDATE sessions SET folded = 1 WHERE id = ?", [(s,) for s in folded])
 
@@ -462,7 +473,8 @@ class Repository:
         dirs = sorted(p for p in self.ws_root.iterdir() if p.is_dir()) if self.ws_root.exists() else []
         counts = {"workstreams": 0, "sessions": 0, "messages": 0, "summaries": 0, "bad_lines": 0}
         async with self.db.transaction() as c:
-            for table in ("messages", "summaries", "imports", "sessions", "workstreams"):
+            for table in ("messages", "summaries", "imports", "sessions", "workstreams", "pins",
+                          "summary_versions", "workstream_origins"):
                 await c.execute(f"DELETE FROM {table}")
             await fts.clear(c)
             for i, d in enumerate(dirs):
@@ -484,7 +496,10 @@ class Repository:
         await asyncio.to_thread(jsonl.repair, messages_path)
         ws: Workstream | None = None
         ends: dict[str, tuple[str, str]] = {}
-        summaries: list[tuple[Summary, list[str] | None]] = []
+        summaries: list[tuple[Summary, list[str] | None, VersionMeta | None]] = []
+        pin_events: list[dict[str, Any]] = []
+        titles: dict[str, str] = {}
+        origin: dict[str, Any] | None = None
         bad: list[jsonl.BadLine] = []
         for rec in await asyncio.to_thread(lambda: list(jsonl.scan(events_path, 0, bad))):
             ev = rec.data
@@ -493,7 +508,13 @@ class Repository:
             elif ev.get("type") == "session_end":
                 ends.setdefault(ev["session_id"], (ev["ended_at"], ev.get("reason") or "explicit"))
             elif ev.get("type") == "summary":
-                summaries.append((summary_from_record(ev), ev.get("folded")))
+                summaries.append((summary_from_record(ev), ev.get("folded"), VersionMeta.from_event(ev.get("version"))))
+            elif ev.get("type") in ("pin", "pin_edit", "unpin"):
+                pin_events.append(ev)
+            elif ev.get("type") == "session_title" and isinstance(ev.get("title"), str):
+                titles[str(ev.get("session_id"))] = ev["title"]
+            elif ev.get("type") == "fork":
+                origin = ev
         if ws is None:
             return counts
         await self._insert_workstream(c, ws)
@@ -520,13 +541,29 @@ class Repository:
             [(at, reason, sid) for sid, (at, reason) in ends.items()],
         )
         await self._end_imported(c, imported)
-        for summary, folded in summaries:
-            await self.write_summary(c, summary, folded)
+        for summary, folded, version in summaries:
+            await self.write_summary(c, summary, folded, version)
             counts["summaries"] += 1
+        await _reindex_memory(c, ws_id, pin_events, titles, origin)
         row = await (await c.execute("SELECT COUNT(*) FROM sessions WHERE workstream_id = ?", (ws_id,))).fetchone()
         counts["sessions"] = row[0]
         counts["bad_lines"] += len(bad)
         return counts
+
+
+async def _reindex_memory(c: Any, ws_id: str, pin_events: list[dict[str, Any]], titles: dict[str, str],
+                          origin: dict[str, Any] | None) -> None:
+    """Pins, renamed session titles and the fork origin, from the workstream's events."""
+    for ev in pin_events:
+        try:
+            await memory.apply_pin_event(c, {**ev, "workstream_id": ws_id})
+        except KeyError:
+            log.warning("workstream %s: a pin event without its fields; skipped", ws_id)
+    if titles:
+        await c.executemany("UPDATE sessions SET title = ? WHERE id = ? AND workstream_id = ?",
+                            [(t, sid, ws_id) for sid, t in titles.items()])
+    if origin is not None:
+        await memory.set_origin(c, ws_id, origin)
 
 
 def _note_import(last: dict[str, tuple[str, str]], m: Message) -> None:

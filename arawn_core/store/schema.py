@@ -123,4 +123,50 @@ MIGRATIONS: list[str] = [
     DROP TABLE messages_fts;
     INSERT OR REPLACE INTO kv (key, value) SELECT 'fts_rebuild', '1' WHERE EXISTS (SELECT 1 FROM messages);
     """,
+    # 4: steerable memory (arawn_core.memory): pinned notes, every workstream summary version,
+    # where a forked workstream came from, session titles. All rebuilt from events.jsonl by reindex.
+    """
+    CREATE TABLE pins (
+        id TEXT PRIMARY KEY,
+        workstream_id TEXT NOT NULL,
+        text TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        source_message_id TEXT
+    );
+    CREATE INDEX pins_by_workstream ON pins(workstream_id, created_at);
+    CREATE TABLE summary_versions (
+        workstream_id TEXT NOT NULL,
+        number INTEGER NOT NULL,
+        summary_id TEXT NOT NULL,
+        author TEXT NOT NULL,
+        text TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        provenance TEXT NOT NULL,
+        covers TEXT NOT NULL DEFAULT '[]',
+        protected TEXT NOT NULL DEFAULT '[]',
+        restored TEXT NOT NULL DEFAULT '[]',
+        focus TEXT,
+        reverted_from INTEGER,
+        PRIMARY KEY (workstream_id, number)
+    );
+    CREATE UNIQUE INDEX summary_versions_by_summary ON summary_versions(summary_id);
+    CREATE TABLE workstream_origins (
+        workstream_id TEXT PRIMARY KEY,
+        origin_id TEXT NOT NULL,
+        origin_title TEXT NOT NULL,
+        origin_version INTEGER,
+        created_at TEXT NOT NULL
+    );
+    ALTER TABLE sessions ADD COLUMN title TEXT;
+    INSERT INTO summary_versions (workstream_id, number, summary_id, author, text, created_at, provenance, covers)
+        SELECT s.workstream_id, 1, s.id, 'model', s.text, s.created_at,
+               json_object('model', s.model, 'prompt_version', s.prompt_version, 'input_chars', s.input_chars,
+                           'input_tokens', s.input_tokens, 'output_tokens', s.output_tokens,
+                           'llm_calls', s.llm_calls, 'duration_s', s.duration_s, 'input_hash', s.input_hash,
+                           'created_at', s.created_at),
+               s.covers
+        FROM summaries s JOIN workstreams w ON w.summary_id = s.id WHERE s.kind = 'workstream';
+    INSERT OR REPLACE INTO kv (key, value) SELECT 'titles_backfill', '1' WHERE EXISTS (SELECT 1 FROM sessions);
+    """,
 ]

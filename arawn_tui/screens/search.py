@@ -78,6 +78,8 @@ def hit_row(hit: SearchHit, terms: Iterable[str] = ()) -> Content:
     when = local_time(hit.timestamp)
     if when:
         head += [("  ·  ", "$text-muted"), (when, "$text-muted")]
+    if hit.session_title:
+        head += [("  ·  ", "$text-muted"), (one_line(hit.session_title, 50), "italic")]
     if hit.exact:
         head += [("  ·  ", "$text-muted"), ("exact phrase", "italic $text-success")]
     return Content.assemble(*head, "\n", snippet_content(hit.snippet, terms))
