@@ -27,6 +27,7 @@ from arawn_core.models import Session, WorkstreamState
 from arawn_core.store.repository import NotFound
 from arawn_tui import messages as m
 from arawn_tui.formatting import local_time
+from arawn_tui.screens.memory_actions import MemoryActions
 from arawn_tui.sanitize import inert, one_line
 from arawn_tui.widgets.chat_input import PLACEHOLDER, ChatInput
 from arawn_tui.widgets.chat_view import ChatMessage, ChatView
@@ -52,7 +53,7 @@ REFRESH_DELAY_S = 0.1  # coalesce bursts of engine events into one reload
 SELECT_SETTLE_S = 0.1  # load a workstream once the list highlight rests this long
 
 
-class MainScreen(Screen[None]):
+class MainScreen(MemoryActions, Screen[None]):
     # Priority: the chat input (a TextArea) binds ctrl+e / ctrl+k itself.
     BINDINGS = [
         Binding("ctrl+n", "new_workstream", "New", id="arawn.new_workstream", priority=True,
@@ -71,6 +72,10 @@ class MainScreen(Screen[None]):
                 tooltip="Leave the read-only transcript"),
         Binding("f2", "toggle_summary", "Summary", id="arawn.toggle_summary", show=False,
                 tooltip="Show or hide the summary panel"),
+        Binding("f3", "pins", "Pins", id="arawn.pins", show=False,
+                tooltip="Pinned notes: add, edit, remove"),
+        Binding("f4", "summary_history", "History", id="arawn.summary_history", show=False,
+                tooltip="Every version of the workstream summary, with diffs and revert"),
     ]
 
     def __init__(self) -> None:

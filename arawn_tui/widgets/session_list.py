@@ -8,19 +8,21 @@ from textual.widgets.option_list import Option
 
 from arawn_core.models import Session
 from arawn_tui.formatting import ListRow, badge, local_time, plural
+from arawn_tui.sanitize import one_line
 
 
 def session_row(session: Session) -> Content:
-    """Two lines: when it started, then `N turns  status`."""
+    """Its title (if it has one), when it started, then `N turns  status`."""
     start = local_time(session.started_at)
     turns = plural(session.turn_count, "turn")
+    title = one_line(session.title, 28) if session.title else ""
     if session.active:
         state = Content.styled("● live", "bold $success")
     else:
         state = badge(session.compression) if session.compression.value != "none" else Content.styled(
             "ended", "$text-muted")
-    return ListRow.of(Content.assemble((start, "bold" if session.active else ""), "\n", (turns, "$text-muted"),
-                                       "  ", state))
+    head = [(title, "bold"), "\n", (start, "$text-muted")] if title else [(start, "bold" if session.active else "")]
+    return ListRow.of(Content.assemble(*head, "\n", (turns, "$text-muted"), "  ", state))
 
 
 class SessionList(OptionList):

@@ -11,6 +11,7 @@ from arawn_core.models import CompressionStatus, Session, Summary, Workstream
 from arawn_tui.formatting import badge_label, local_time, provenance_line
 from arawn_tui.sanitize import inert, one_line
 from arawn_tui.widgets.markdown_text import MarkdownText
+from arawn_tui.widgets.pins_view import PinsView
 
 
 class SummaryPanel(VerticalScroll):
@@ -25,6 +26,7 @@ class SummaryPanel(VerticalScroll):
         yield Static("", id="ws-meta", classes="provenance")
         yield Static("", id="ws-error", classes="error")
         yield MarkdownText("", id="ws-summary")
+        yield PinsView(id="pins")
         yield Static("Session summary", classes="panel-title")
         yield Static("", id="session-meta", classes="provenance")
         yield MarkdownText("", id="session-summary")
@@ -50,6 +52,7 @@ class SummaryPanel(VerticalScroll):
         text = inert(summary.text) if summary else (
             "No summary yet: it is written when a session ends (ctrl+e) or on ctrl+k." if ws else "")
         self._set_markdown("#ws-summary", text)
+        self.query_one(PinsView).load(ws.id if ws is not None else None)
 
     def show_session(self, session: Session | None, summary: Summary | None) -> None:
         self.session_summary = summary
