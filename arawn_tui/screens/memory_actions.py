@@ -21,18 +21,23 @@ class MemoryActions:
             self.app.push_screen(PinsScreen(self.ws_id, self.workstream_list.title_of(self.ws_id)))
 
     def action_pin_message(self) -> None:
-        if self._need_core() is None or self._need_workstream() is None:
-            return
-        messages = [x for x in self.chat.messages if x.content.strip()]
-        if not messages:
-            self.notify("No stored message on screen to pin.", severity="warning")
-            return
-        self.pin_message(self.ws_id, messages)
+        if self._need_core() is not None and self._need_workstream() is not None:
+            self.pin_message(self.ws_id, self.viewing_session)
 
     @work(group="dialog", exit_on_error=False)
-    async def pin_message(self, ws_id: str, messages: list) -> None:
+    async def pin_message(self, ws_id: str, session_id: str | None) -> None:
+        """Pick a message of the transcript on screen (the read-only one, else the live session)."""
         from arawn_tui.screens.pins import MessagePicker
 
+        core = self.core
+        assert core is not None
+        if session_id is None:
+            live = await core.active_session(ws_id)
+            session_id = live.id if live else None
+        messages = await core.session_messages(session_id) if session_id else []
+        if not any(x.content.strip() for x in messages):
+            self.notify("No message in this transcript to pin.", severity="warning")
+            return
         chosen = await self.app.push_screen_wait(MessagePicker(messages))
         if chosen is None or self.core is None:
             return

@@ -31,7 +31,7 @@ def version_row(v: SummaryVersion, current: bool) -> Content:
         head.append((f" of {v.reverted_from}", "$text-muted"))
     if current:
         head.append(("  current", "bold $success"))
-    detail = f"     {local_time(v.created_at)} · {plural(len(v.covers), 'session')}"
+    detail = f"  {local_time(v.created_at)} · {plural(len(v.covers), 'session')}"
     if v.focus:
         detail += " · focus"
     return Content.assemble(*head, "\n", (detail, "$text-muted"))
@@ -71,9 +71,11 @@ class SummaryHistoryScreen(ModalScreen[None]):
                 tooltip="Make the highlighted version current again (as a new version)"),
     ]
     DEFAULT_CSS = """
-    SummaryHistoryScreen #history-box { width: 90%; max-width: 140; height: 90%; max-height: 90%; }
+    SummaryHistoryScreen #history-box {
+        width: 90%; max-width: 140; height: 90%; border: thick $primary; background: $surface; padding: 1 2 0 2;
+    }
     SummaryHistoryScreen #history-body { height: 1fr; }
-    SummaryHistoryScreen #versions { width: 34; height: 1fr; max-height: 100%; }
+    SummaryHistoryScreen #versions { width: 36; height: 1fr; max-height: 100%; }
     SummaryHistoryScreen #diff-scroll { width: 1fr; height: 1fr; padding: 0 1; }
     """
 
@@ -89,7 +91,7 @@ class SummaryHistoryScreen(ModalScreen[None]):
         self.versions: list[SummaryVersion] = []
 
     def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog-box", id="history-box"):
+        with Vertical(id="history-box"):
             yield Static(Content(f"Summary history · {one_line(self.workstream_title, 60)}"), classes="dialog-title")
             yield Static("", id="history-status", classes="dialog-hint")
             with Horizontal(id="history-body"):
