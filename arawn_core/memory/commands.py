@@ -34,6 +34,17 @@ def _usage(message: str) -> Exception:
     return UsageError(message)
 
 
+def _pin_text(text: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate, from undecodable bytes in argv or stdin
+        raise _usage(f"the note is not valid UTF-8 text (at character {exc.start})") from None
+    try:
+        return check_pin_text(text)
+    except ValueError as exc:
+        raise _usage(str(exc)) from None
+
+
 def _text_hash(*parts: str) -> str:
     h = hashlib.sha256()
     for p in parts:
@@ -63,11 +74,7 @@ class MemoryCommands:
     async def add_pin(self, workstream_id: str, text: str, source_message_id: str | None = None) -> Pin:
         """Pin a note (or a message's text) to the workstream; returns the new pin."""
         await self.repo.get_workstream(workstream_id)
-        try:
-            text = check_pin_text(text)
-            text.encode("utf-8")
-        except ValueError as exc:
-            raise _usage(str(exc)) from None
+        text = _pin_text(text)
         now = utc_now()
         pin = Pin(new_id(), workstream_id, text, now, now, source_message_id)
         event = {"type": "pin", "id": pin.id, "text": text, "created_at": now, "source_message_id": source_message_id}
@@ -76,10 +83,7 @@ class MemoryCommands:
 
     async def edit_pin(self, workstream_id: str, pin_ref: str, text: str) -> Pin:
         pin = await self.resolve_pin(workstream_id, pin_ref)
-        try:
-            text = check_pin_text(text)
-        except ValueError as exc:
-            raise _usage(str(exc)) from None
+        text = _pin_text(text)
         now = utc_now()
         await self._pin_event(workstream_id, {"type": "pin_edit", "id": pin.id, "text": text, "updated_at": now})
         pin.text, pin.updated_at = text, now
