@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from arawn_core.core import ArawnCore, UsageError
+from arawn_core.core import ArawnCore
+from arawn_core.errors import UsageError
 from arawn_core.memory.pins import Pin, PinFit
 from arawn_core.memory.versions import SummaryVersion
 from arawn_tui import cli_output as out

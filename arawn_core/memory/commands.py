@@ -11,6 +11,7 @@ import hashlib
 from typing import TYPE_CHECKING, Any
 
 from arawn_core import events as ev
+from arawn_core.errors import UsageError
 from arawn_core.memory.pins import Pin, PinFit, check_pin_text, fit_pins
 from arawn_core.memory.steer import MAX_FOCUS_CHARS
 from arawn_core.memory.versions import SummaryVersion, VersionMeta, protected_after_edit, unified_diff
@@ -29,8 +30,6 @@ USER_MODEL = "verbatim"
 
 
 def _usage(message: str) -> Exception:
-    from arawn_core.core import UsageError
-
     return UsageError(message)
 
 
