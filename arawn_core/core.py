@@ -118,7 +118,7 @@ class ArawnCore(MemoryCommands):
         for ws_id in behind:
             await self.repo.catch_up(ws_id)
         await self.queue.recover_orphans()
-        await self._backfill_titles()
+        await self._recover_memory()  # once after the upgrade to schema 4: titles and versions
         if await self.repo.kv_get("fts_rebuild"):  # schema 3 replaced the full-text index
             await self.repo.rebuild_message_index()
 

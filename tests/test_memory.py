@@ -267,3 +267,28 @@ async def test_a_store_from_before_titles_gets_them_on_open(settings, fake_backe
         assert await core.repo.kv_get("titles_backfill") is None
     finally:
         await core.close(end_sessions=False)
+
+
+async def test_a_store_from_before_versions_gets_its_history_from_events(settings, fake_backend) -> None:
+    """Schema 4 arrives on a store whose events.jsonl already holds several workstream summaries:
+    on open they all become versions, numbered as reindex numbers them."""
+    import sqlite3
+
+    core = await ArawnCore.open(settings, fake_backend)
+    ws = await core.create_workstream("Upgraded")
+    await session(core, ws.id, "one MARKER-x", "ok")
+    await session(core, ws.id, "two MARKER-y", "ok")
+    before = [v.to_dict() for v in await core.summary_versions(ws.id)]
+    assert len(before) == 2
+    await core.close(end_sessions=False)
+    with sqlite3.connect(settings.data_dir / "arawn.db") as db:  # as the migration leaves an older store
+        db.execute("DELETE FROM summary_versions")
+        db.execute("INSERT INTO kv (key, value) VALUES ('versions_backfill', '1')")
+    core = await ArawnCore.open(settings, fake_backend)
+    try:
+        assert [v.to_dict() for v in await core.summary_versions(ws.id)] == before
+        assert await core.repo.kv_get("versions_backfill") is None
+        await core.reindex()
+        assert [v.to_dict() for v in await core.summary_versions(ws.id)] == before
+    finally:
+        await core.close(end_sessions=False)

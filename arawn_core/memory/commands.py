@@ -18,6 +18,7 @@ from arawn_core.memory.versions import SummaryVersion, VersionMeta, protected_af
 from arawn_core.models import Provenance, Session, Summary, SummaryKind, Workstream, new_id, utc_now
 from arawn_core.store import jsonl
 from arawn_core.store import memory as store
+from arawn_core.store.converters import summary_from_record
 
 if TYPE_CHECKING:
     from arawn_core.config import Settings
@@ -253,6 +254,36 @@ class MemoryCommands:
             await c.execute("UPDATE sessions SET title = ? WHERE id = ?", (title, session.id))
         self.events.publish(ev.WorkstreamUpdated(session.workstream_id))
         return await self.repo.get_session(session.id)
+
+    async def _recover_memory(self) -> None:
+        await self._backfill_titles()
+        await self._backfill_versions()
+
+    async def _backfill_versions(self) -> None:
+        """A store from before versions: every workstream summary its events.jsonl recorded becomes a
+        version, in order (as `reindex` would number them), so the history starts complete."""
+        if not await self.repo.kv_get("versions_backfill"):
+            return
+        ws_ids = [r[0] for r in await self.db.fetchall("SELECT id FROM workstreams ORDER BY rowid")]
+        per_ws: dict[str, list[tuple[Summary, VersionMeta | None]]] = {}
+        for ws_id in ws_ids:
+            path = self.repo.events_path(ws_id)
+            records = await asyncio.to_thread(lambda p=path: list(jsonl.scan(p, 0)) if p.exists() else [])
+            found = []
+            for rec in records:
+                if rec.data.get("type") == "summary" and rec.data.get("kind") == "workstream":
+                    try:
+                        found.append((summary_from_record(rec.data), VersionMeta.from_event(rec.data.get("version"))))
+                    except (KeyError, TypeError, ValueError):
+                        continue
+            per_ws[ws_id] = found
+        async with self.db.transaction() as c:
+            for ws_id, found in per_ws.items():
+                if found:
+                    await c.execute("DELETE FROM summary_versions WHERE workstream_id = ?", (ws_id,))
+                    for summary, meta in found:
+                        await store.record_version(c, summary, meta)
+            await c.execute("DELETE FROM kv WHERE key = 'versions_backfill'")
 
     async def _backfill_titles(self) -> None:
         """Sessions stored before titles existed get theirs from their first user message (once)."""

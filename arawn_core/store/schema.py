@@ -159,14 +159,8 @@ MIGRATIONS: list[str] = [
         created_at TEXT NOT NULL
     );
     ALTER TABLE sessions ADD COLUMN title TEXT;
-    INSERT INTO summary_versions (workstream_id, number, summary_id, author, text, created_at, provenance, covers)
-        SELECT s.workstream_id, 1, s.id, 'model', s.text, s.created_at,
-               json_object('model', s.model, 'prompt_version', s.prompt_version, 'input_chars', s.input_chars,
-                           'input_tokens', s.input_tokens, 'output_tokens', s.output_tokens,
-                           'llm_calls', s.llm_calls, 'duration_s', s.duration_s, 'input_hash', s.input_hash,
-                           'created_at', s.created_at),
-               s.covers
-        FROM summaries s JOIN workstreams w ON w.summary_id = s.id WHERE s.kind = 'workstream';
+    -- the versions a store already has are in its events.jsonl files: read on the next open
+    INSERT OR REPLACE INTO kv (key, value) SELECT 'versions_backfill', '1' WHERE EXISTS (SELECT 1 FROM summaries);
     INSERT OR REPLACE INTO kv (key, value) SELECT 'titles_backfill', '1' WHERE EXISTS (SELECT 1 FROM sessions);
     """,
 ]
