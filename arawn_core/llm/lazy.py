@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from arawn_core.config import Settings
 from arawn_core.llm.base import BackendInfo, ChatChunk, ChatMessage, ChatOptions, Completion, LLMBackend
+from arawn_core.llm.server_context import ContextMemory, ServerContext
 
 
 def _port_open(host: str, timeout_s: float = 0.2) -> bool:
@@ -30,8 +31,10 @@ def _port_open(host: str, timeout_s: float = 0.2) -> bool:
 
 
 class LazyBackend:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, memory: ContextMemory | None = None) -> None:
         self.settings = settings
+        #: Context sizes per host and model, shared with the backend once chosen (the core persists it).
+        self.memory = memory if memory is not None else ContextMemory()
         self._backend: LLMBackend | None = None
         self._lock = asyncio.Lock()
         self._prediction: str | None = None
@@ -41,7 +44,7 @@ class LazyBackend:
             if self._backend is None:
                 # importing the HTTP client stack takes a noticeable moment: not on the event loop
                 select = await asyncio.to_thread(importlib.import_module, "arawn_core.llm.select")
-                self._backend = await select.make_backend(self.settings)
+                self._backend = await select.make_backend(self.settings, memory=self.memory)
         return self._backend
 
     # ---- what callers read synchronously ---------------------------------
@@ -62,7 +65,7 @@ class LazyBackend:
 
     @property
     def host(self) -> str:
-        return self._backend.host if self._backend else self.settings.llm.resolved_host
+        return self._backend.host if self._backend else ", ".join(self.settings.llm.all_hosts)
 
     @property
     def model_override(self) -> str | None:
@@ -86,6 +89,15 @@ class LazyBackend:
 
     async def info(self) -> BackendInfo:
         return await (await self.resolve()).info()
+
+    async def server_context(self, model: str) -> ServerContext | None:
+        read = getattr(await self.resolve(), "server_context", None)
+        return await read(model) if read is not None else None
+
+    @property
+    def resolved(self) -> LLMBackend | None:
+        """The chosen backend, or None before first use (the pool's `health()` is read through it)."""
+        return self._backend
 
     async def aclose(self) -> None:
         if self._backend is not None:
