@@ -41,6 +41,7 @@ class LLMSettings:
     api_key: str = ""  # openai: "" -> $OPENAI_API_KEY, else none
     hosts: list[str] = field(default_factory=list)  # more servers of the same backend serving the same model
     host_slots: int = 1  # requests each host serves at once
+    stop: list[str] = field(default_factory=list)  # openai: stop sequences sent with every request
 
     @property
     def resolved_host(self) -> str:
@@ -128,7 +129,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {"llm.backend": ("auto", "ollama", "opena
 #: Keys where 0 is allowed outside their range, with a meaning of its own (num_ctx 0: the server's).
 _ZERO_ALLOWED = frozenset({"llm.num_ctx"})
 #: List keys and the type of their items.
-_LIST_ITEMS: dict[str, type] = {"llm.hosts": str}
+_LIST_ITEMS: dict[str, type] = {"llm.hosts": str, "llm.stop": str}
 
 
 def _type_name(t: Any) -> str:
@@ -175,7 +176,8 @@ def _build(cls: type, data: dict[str, Any], prefix: str, where: str) -> Any:
             raise ConfigError(f"{where}: key {dotted} must be {_type_name(want)}, found {_found(value)}")
         if dotted in _LIST_ITEMS:
             for i, item in enumerate(value):
-                if not isinstance(item, _LIST_ITEMS[dotted]) or not str(item).strip():
+                if not isinstance(item, _LIST_ITEMS[dotted]) or not str(item) or \
+                        (dotted == "llm.hosts" and not str(item).strip()):
                     raise ConfigError(f"{where}: key {dotted}[{i}] must be a non-empty string, found {_found(item)}")
         if dotted in _RANGES and not (dotted in _ZERO_ALLOWED and value == 0):
             lo, hi = _RANGES[dotted]

@@ -313,9 +313,20 @@ async def cmd_doctor(core: ArawnCore, args: argparse.Namespace) -> int:
         "max_summary_tokens": s.workstream.compression.max_summary_tokens,
         "queue_open": await core.queue_length(),
     }
+    doc.update(_doctor_backend_extras(info))
     code = EXIT_OK if info.reachable and doc["model_present"] else (EXIT_FAILED if info.reachable else EXIT_UNREACHABLE)
     out.emit(args, doc, lambda: out.doctor(doc))
     return code
+
+
+def _doctor_backend_extras(info: Any) -> dict[str, Any]:
+    """The context used (configured vs the server's) and, for a pool, every host's state."""
+    extras: dict[str, Any] = {}
+    if info.context is not None:
+        extras["context"] = info.context.to_dict()
+    if info.hosts:
+        extras["hosts"] = [h.to_dict() for h in info.hosts]
+    return extras
 
 
 HANDLERS: dict[str, Callable[[ArawnCore, argparse.Namespace], Any]] = {

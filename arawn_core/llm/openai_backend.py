@@ -68,8 +68,9 @@ class OpenAIBackend:
     kind = "openai"
 
     def __init__(self, host: str, timeout_s: float, api_key: str = "", memory: ContextMemory | None = None,
-                 selection_reason: str = "") -> None:
+                 selection_reason: str = "", stop: list[str] | None = None) -> None:
         self.host = host.rstrip("/")
+        self.stop = list(stop or [])  # [llm] stop: a base model behind a server with no Modelfile stop
         self.timeout_s = timeout_s
         self.selection_reason = selection_reason
         self.memory = memory if memory is not None else ContextMemory()
@@ -228,6 +229,8 @@ class OpenAIBackend:
                                   "extra_headers": self._headers}
         if options.temperature is not None:
             kwargs["temperature"] = options.temperature
+        if self.stop:
+            kwargs["stop"] = self.stop
         if stream:
             kwargs["stream"] = True
             kwargs["stream_options"] = {"include_usage": True}

@@ -109,7 +109,8 @@ def _openai(settings: Settings, reason: str, memory: ContextMemory) -> LLMBacken
     from arawn_core.llm.openai_backend import OpenAIBackend  # the openai client only when it is asked for
 
     llm = settings.llm
-    backends = [OpenAIBackend(h, llm.request_timeout_s, llm.api_key, memory, reason) for h in llm.all_hosts]
+    backends = [OpenAIBackend(h, llm.request_timeout_s, llm.api_key, memory, reason, llm.stop)
+                for h in llm.all_hosts]
     return _pooled(settings, backends)
 
 
