@@ -42,6 +42,7 @@ before the first token and between tokens.
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 import uuid
@@ -104,6 +105,7 @@ class OpenAIServer:
         self._faults: list[_Fault] = []
         self._lock = threading.Lock()
         self._slots = threading.Semaphore(slots) if slots > 0 else None
+        self._conns: set[socket.socket] = set()
         self._stopping = threading.Event()
         self._httpd = _Server((host, port), _Handler)
         self._httpd.app = self
@@ -130,11 +132,19 @@ class OpenAIServer:
         return self
 
     def stop(self) -> None:
+        """Stop listening and hang up on open keep-alive connections (a stopped host is really gone)."""
         self._stopping.set()
         if self._thread is not None:
             self._httpd.shutdown()
             self._thread.join(timeout=5)
         self._httpd.server_close()
+        with self._lock:
+            conns, self._conns = list(self._conns), set()
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def __enter__(self) -> OpenAIServer:
         return self.start()
@@ -335,6 +345,19 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         pass
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server.app._lock:
+            self.server.app._conns.add(self.connection)
+
+    def finish(self) -> None:
+        with self.server.app._lock:
+            self.server.app._conns.discard(self.connection)
+        try:
+            super().finish()
+        except OSError:
+            pass
 
     def do_GET(self) -> None:  # noqa: N802
         self._dispatch("GET")
