@@ -87,7 +87,8 @@ def build_parser() -> Parser:
     imp = sub.add_parser("import", help="import conversations; each becomes an ended session")
     imp.add_argument("path")
     imp.add_argument("--workstream")
-    imp.add_argument("--format", default="auto", choices=["auto", "arawn", "messages", "sharegpt"])
+    imp.add_argument("--format", default="auto", choices=["auto", "arawn", "messages", "sharegpt", "chatgpt",
+                                                            "openwebui", "oterm", "elia"])
     imp.add_argument("--compress", action="store_true", help="queue and run compression of what was imported")
 
     exp = sub.add_parser("export", help="write a workstream's history to stdout")
