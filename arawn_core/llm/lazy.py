@@ -95,6 +95,14 @@ class LazyBackend:
         return await read(model) if read is not None else None
 
     @property
+    def capacity(self) -> int:
+        """Requests the backend serves at once (a pool: its hosts' slots), for compression's concurrency."""
+        if self._backend is not None:
+            return int(getattr(self._backend, "capacity", 0) or 0)
+        llm = self.settings.llm
+        return len(llm.all_hosts) * llm.host_slots if len(llm.all_hosts) > 1 else 0
+
+    @property
     def resolved(self) -> LLMBackend | None:
         """The chosen backend, or None before first use (the pool's `health()` is read through it)."""
         return self._backend
