@@ -41,6 +41,7 @@ before the first token and between tokens.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -55,7 +56,7 @@ try:
 except ModuleNotFoundError:  # tests/ is not a package: pytest put tests/ itself on sys.path
     from ollama_server import Engine, ScriptedEngine, free_port  # type: ignore[no-redef]
 
-__all__ = ["OpenAIServer", "ScriptedEngine", "free_port", "context_message"]
+__all__ = ["Gauge", "OpenAIServer", "ScriptedEngine", "free_port", "context_message"]
 
 FLAVORS = ("llama-cpp-python", "vllm", "llama-server")
 CHAT_PATH = "/v1/chat/completions"
@@ -87,16 +88,37 @@ class _HangUp(Exception):
     pass
 
 
+class Gauge:
+    """Requests in flight across several servers (a pool's hosts), and the most at once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.now = 0
+        self.peak = 0
+
+    def __enter__(self) -> Gauge:
+        with self._lock:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self.now -= 1
+
+
 class OpenAIServer:
     """An OpenAI-protocol server on a background thread; see the module docstring."""
 
     def __init__(self, *engines: Engine, flavor: str = "llama-cpp-python", host: str = "127.0.0.1",
-                 port: int = 0, slots: int = 0, latency_s: float = 0.0, token_latency_s: float = 0.0) -> None:
+                 port: int = 0, slots: int = 0, latency_s: float = 0.0, token_latency_s: float = 0.0,
+                 gauge: Gauge | None = None) -> None:
         if flavor not in FLAVORS:
             raise ValueError(f"flavor must be one of {FLAVORS}")
         self.engines: list[Engine] = list(engines) or [ScriptedEngine()]
         self.flavor = flavor
         self.latency_s = latency_s
+        self.gauge = gauge
         self.token_latency_s = token_latency_s
         self.requests: list[Recorded] = []
         self.served = 0
@@ -252,7 +274,8 @@ class OpenAIServer:
             if max_tokens <= 0 or len(prompt) + max_tokens > n_ctx:
                 max_tokens = n_ctx - len(prompt)
             if self.latency_s:
-                self._stopping.wait(self.latency_s)
+                with self.gauge or contextlib.nullcontext():
+                    self._stopping.wait(self.latency_s)
             pieces = engine.stream(prompt, n_ctx, max_tokens, body.get("temperature"))
             if body.get("stream"):
                 include_usage = bool((body.get("stream_options") or {}).get("include_usage"))

@@ -17,7 +17,7 @@ from arawn_core.llm.pool import HostPool
 from arawn_core.llm.select import make_backend
 from arawn_tui.headless import run
 from tests.ollama_server import OllamaServer
-from tests.openai_server import OpenAIServer, ScriptedEngine, free_port
+from tests.openai_server import Gauge, OpenAIServer, ScriptedEngine, free_port
 
 MODEL = "m"
 HELLO = [{"role": "user", "content": "hello MARKER-p"}]
@@ -142,7 +142,8 @@ async def test_compression_prefers_hosts_no_chat_is_using() -> None:
 
 
 async def test_the_pool_from_config_compresses_with_one_host_down(tmp_path: Path) -> None:
-    live = servers(2)
+    gauge = Gauge()
+    live = [OpenAIServer(ScriptedEngine(name=MODEL), slots=1, latency_s=0.05, gauge=gauge).start() for _ in range(2)]
     dead = f"http://127.0.0.1:{free_port()}/v1"
     hosts = json.dumps([live[0].url, dead, live[1].url])
     settings = parse_settings(
@@ -164,8 +165,9 @@ async def test_the_pool_from_config_compresses_with_one_host_down(tmp_path: Path
         assert [h.up for h in info.hosts] == [True, False, True]
     finally:
         await core.close(end_sessions=False)
-    assert live[0].served > 0 and live[1].served > 0  # max_concurrency 1, but the pool's 2 live slots are used
-    assert max(s.max_in_flight for s in live) == 1
+    assert live[0].served > 0 and live[1].served > 0
+    assert gauge.peak == 2  # max_concurrency 1, but the pool's live slots are all used at once ...
+    assert max(s.max_in_flight for s in live) == 1  # ... and never two on one host
     for s in live:
         s.stop()
 
