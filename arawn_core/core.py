@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, AsyncIterator, Callable
@@ -22,8 +23,8 @@ if TYPE_CHECKING:
     from arawn_core.compression.runner import JobOutcome, JobRunner
 from arawn_core.config import Settings
 from arawn_core.context import assemble_context, system_content
-from arawn_core.llm.base import BackendInfo, ChatOptions, LLMBackend
-from arawn_core.llm.errors import LLMError
+from arawn_core.llm.base import BackendInfo, ChatChunk, ChatOptions, LLMBackend
+from arawn_core.llm.errors import ContextOverflow, LLMError
 from arawn_core.llm.server_context import ContextMemory, ContextPlan
 from arawn_core.models import (
     CompressionJob,
@@ -369,7 +370,7 @@ class ArawnCore:
         parts: list[str] = []
         finished = False
         try:
-            async for chunk in self.backend.chat(context, options):
+            async for chunk in self._chat_replanned(workstream_id, context, options):
                 if chunk.text:
                     parts.append(chunk.text)
                     yield chunk.text
@@ -556,6 +557,23 @@ class ArawnCore:
         await self._save_contexts()
         return ContextPlan(self.settings.llm.num_ctx, server.size if server else None,
                            server.source if server else "")
+
+    async def _chat_replanned(self, workstream_id: str, context: list[dict[str, str]],
+                              options: ChatOptions) -> AsyncIterator[ChatChunk]:
+        """A server that refuses an over-long chat and so reveals a smaller context: plan again, send once more."""
+        sent = False
+        try:
+            async for chunk in self.backend.chat(context, options):
+                sent = True
+                yield chunk
+            return
+        except ContextOverflow:
+            smaller = await self.num_ctx_for(options.model)
+            if sent or smaller >= options.num_ctx:
+                raise
+        context[:] = await self.build_context(workstream_id)  # the caller learns from the context really sent
+        async for chunk in self.backend.chat(context, replace(options, num_ctx=smaller)):
+            yield chunk
 
     async def num_ctx_for(self, model: str) -> int:
         """The context every call for `model` is planned with."""

@@ -425,3 +425,24 @@ def test_doctor_on_a_down_openai_server_says_what_to_start(tmp_path: Path, capsy
 
 async def _drain(stream) -> list:
     return [c async for c in stream]
+
+
+async def test_a_refused_chat_is_planned_again_and_sent_once_more(tmp_path: Path) -> None:
+    """The first chat to a server that states nothing is too long: its refusal teaches the size and the
+    reply still comes, from a context that fits (older turns left out)."""
+    engine = ScriptedEngine(name=MODEL, context_length=400)
+    with OpenAIServer(engine) as s:
+        settings = parse_settings(f'[llm]\nbackend = "openai"\nhost = "{s.url}"\nmodel = "{MODEL}"\n'
+                                  "num_ctx = 8192\nmax_reply_tokens = 16\n").with_data_dir(tmp_path / "d")
+        core = await ArawnCore.open(settings)
+        try:
+            ws = await core.create_workstream("chat")
+            for i in range(20):
+                await core.append_message(ws.id, "user" if i % 2 == 0 else "assistant", f"turn {i} " + "word " * 40)
+            reply = "".join([p async for p in core.send(ws.id, "and now MARKER-n")])
+        finally:
+            await core.close(end_sessions=False)
+        refused, sent = s.bodies()[0], s.bodies()[-1]
+    assert reply == "Noted. MARKER-n"
+    assert s.refusals() == 1 and len(s.bodies()) == 2
+    assert len(engine.render(sent["messages"])) + 16 <= 400 < len(engine.render(refused["messages"]))
