@@ -144,7 +144,6 @@ class ArawnCore:
         out = []
         for row in rows:
             ws = workstream_from_row(row)
-            ws.session_count = row["session_count"]
             self._apply_status(ws, status.get(ws.id), summaries.get(ws.id))
             out.append(ws)
         return out
@@ -174,8 +173,6 @@ class ArawnCore:
         ws = await self.repo.get_workstream(workstream_id)
         summary = await self.repo.workstream_summary(ws.id)
         ws.summary = summary.text if summary else None
-        row = await self.db.fetchone("SELECT COUNT(*) FROM sessions WHERE workstream_id = ?", (ws.id,))
-        ws.session_count = row[0]
         status = (await self._job_status()).get(ws.id)
         srow = {"model": summary.provenance.model, "prompt_version": summary.provenance.prompt_version} if summary else None
         self._apply_status(ws, status, srow)

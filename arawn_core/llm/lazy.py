@@ -85,7 +85,35 @@ class LazyBackend:
         return await (await self.resolve()).complete(messages, options)
 
     async def info(self) -> BackendInfo:
+        """Before the first request, an Ollama backend is checked with the light probe (two plain
+        GETs, no client import: see `probe`), so the status line and `doctor` never wait on it."""
+        if self._backend is None and self.kind == "ollama":
+            return await self._probe_info()
         return await (await self.resolve()).info()
+
+    async def _probe_info(self) -> BackendInfo:
+        from arawn_core.llm.probe import probe
+
+        host = self.host
+        result = await probe(host)
+        reason = self._ollama_reason(result.reachable, result.version or result.detail)
+        detail = "; ".join(part for part in (result.detail, reason) if part)
+        return BackendInfo(kind="ollama", host=host, reachable=result.reachable, models=result.models,
+                           detail=detail)
+
+    def _ollama_reason(self, reachable: bool, why: str) -> str:
+        """Why Ollama is (or will be) the backend, in `make_backend`'s words."""
+        host = self.host
+        if self.settings.llm.backend == "ollama":
+            return 'chosen by [llm] backend = "ollama"'
+        if reachable:
+            return f"auto: Ollama {why} is running at {host}"
+        if importlib.util.find_spec("llama_cpp") is not None:
+            return f"auto: Ollama not reachable at {host} ({why})"
+        from arawn_core.llm.embedded import INSTALL_HINT
+
+        return (f"auto: Ollama not reachable at {host} ({why}) and the embedded backend is not installed: "
+                f"start `ollama serve`, or run `{INSTALL_HINT}`")
 
     async def aclose(self) -> None:
         if self._backend is not None:

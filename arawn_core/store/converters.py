@@ -32,6 +32,7 @@ def workstream_from_row(row: Row) -> Workstream:
         model=row["model"],
         system_prompt=row["system_prompt"],
         is_scratch=bool(row["is_scratch"]),
+        session_count=row["session_count"],  # kept by triggers (schema 4)
     )
 
 

@@ -95,11 +95,12 @@ class Repository:
     async def _insert_workstream(self, c: Any, ws: Workstream) -> None:
         await c.execute(
             "INSERT OR REPLACE INTO workstreams (id, title, state, tags, created_at, updated_at, model,"
-            " system_prompt, is_scratch, summary_id, log_offset) VALUES (?,?,?,?,?,?,?,?,?,"
+            " system_prompt, is_scratch, summary_id, log_offset, session_count) VALUES (?,?,?,?,?,?,?,?,?,"
             " (SELECT summary_id FROM workstreams WHERE id = ?),"
-            " COALESCE((SELECT log_offset FROM workstreams WHERE id = ?), 0))",
+            " COALESCE((SELECT log_offset FROM workstreams WHERE id = ?), 0),"
+            " COALESCE((SELECT session_count FROM workstreams WHERE id = ?), 0))",
             (ws.id, ws.title, ws.state.value, json.dumps(ws.tags), ws.created_at, ws.updated_at,
-             ws.model, ws.system_prompt, int(ws.is_scratch), ws.id, ws.id),
+             ws.model, ws.system_prompt, int(ws.is_scratch), ws.id, ws.id, ws.id),
         )
 
     async def update_workstream(self, ws: Workstream, **changes: Any) -> Workstream:
@@ -121,9 +122,9 @@ class Repository:
 
     async def workstream_rows(self, include_archived: bool) -> list[Any]:
         where = "" if include_archived else "WHERE w.state = 'active'"
+        # session_count is a column kept by triggers (schema 4): no per-call count over sessions
         return await self.db.fetchall(
-            "SELECT w.*, (SELECT COUNT(*) FROM sessions s WHERE s.workstream_id = w.id) AS session_count"
-            f" FROM workstreams w {where} ORDER BY w.is_scratch DESC, w.updated_at DESC"
+            f"SELECT w.* FROM workstreams w {where} ORDER BY w.is_scratch DESC, w.updated_at DESC"
         )
 
     async def find_workstreams_by_title(self, title: str) -> list[Workstream]:
@@ -475,6 +476,7 @@ class Repository:
                     counts[k] += v
                 if progress:
                     progress(i + 1, len(dirs))
+            await recount_sessions(c)
         return counts
 
     async def _reindex_workstream(self, c: Any, ws_id: str) -> dict[str, int]:
@@ -553,6 +555,12 @@ def _ws_from_event(ev: dict[str, Any]) -> Workstream:
         created_at=ev["created_at"], updated_at=ev["updated_at"], model=ev.get("model"),
         system_prompt=ev.get("system_prompt"), is_scratch=bool(ev.get("is_scratch")),
     )
+
+
+async def recount_sessions(c: Any) -> None:
+    """Every workstream's kept session count, counted afresh (reindex: whatever the triggers saw)."""
+    await c.execute("UPDATE workstreams SET session_count ="
+                    " (SELECT COUNT(*) FROM sessions s WHERE s.workstream_id = workstreams.id)")
 
 
 async def _rowids(c: Any, ids: list[str]) -> dict[str, int]:
