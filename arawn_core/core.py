@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, AsyncIterator, Callable
 
 from arawn_core import events as ev
 from arawn_core.compression.budget import TokenBudget, TokenEstimator
-from arawn_core.compression.staleness import is_stale, stale_fields
 
 if TYPE_CHECKING:
     from arawn_core.compression.runner import JobOutcome, JobRunner
@@ -27,7 +26,6 @@ from arawn_core.models import (
     CompressionJob,
     CompressionStatus,
     JobKind,
-    JobProgress,
     JobState,
     Message,
     Session,
@@ -38,9 +36,12 @@ from arawn_core.models import (
     new_id,
     utc_now,
 )
-from arawn_core.store.converters import status_from_jobs, workstream_from_row
+from arawn_core.staleness import is_stale, stale_fields
+from arawn_core.store import queries
+from arawn_core.store.converters import apply_status, job_status, status_from_jobs, workstreams_from_rows
 from arawn_core.store.db import Database, ensure_private_dir
 from arawn_core.store.jobs import JobQueue
+from arawn_core.store.recovery import logs_behind
 from arawn_core.store.repository import NotFound, Repository
 
 log = logging.getLogger(__name__)
@@ -107,13 +108,12 @@ class ArawnCore:
 
     async def _recover(self) -> None:
         """After a crash: index JSONL lines SQLite missed; orphaned running jobs back to pending."""
-        rows = await self.db.fetchall("SELECT id, log_offset FROM workstreams")
-        behind = await asyncio.to_thread(
-            lambda: [r[0] for r in rows if _file_size(self.repo.messages_path(r[0])) > r[1]])
+        rows = await self.db.fetchall(queries.LOG_OFFSETS)
+        behind = await asyncio.to_thread(logs_behind, self.settings.data_dir, rows)
         for ws_id in behind:
             await self.repo.catch_up(ws_id)
         await self.queue.recover_orphans()
-        if await self.repo.kv_get("fts_rebuild"):  # schema 3 replaced the full-text index
+        if await self.db.fetchone(queries.FTS_REBUILD_FLAG):  # schema 3 replaced the full-text index
             await self.repo.rebuild_message_index()
 
     async def close(self, end_sessions: bool | None = None) -> None:
@@ -137,37 +137,14 @@ class ArawnCore:
 
     # ---- workstreams ---------------------------------------------------
     async def list_workstreams(self, include_archived: bool = False) -> list[Workstream]:
+        # the same queries and mapping as the sync read path (arawn_core.readonly)
         rows = await self.repo.workstream_rows(include_archived)
-        status = await self._job_status()
-        summaries = {r["id"]: r for r in await self.db.fetchall(
-            "SELECT w.id, m.model, m.prompt_version FROM workstreams w JOIN summaries m ON m.id = w.summary_id")}
-        out = []
-        for row in rows:
-            ws = workstream_from_row(row)
-            self._apply_status(ws, status.get(ws.id), summaries.get(ws.id))
-            out.append(ws)
-        return out
+        status_rows = await self.queue.status_rows()
+        stamps = await self.db.fetchall(queries.WORKSTREAM_SUMMARY_STAMPS)
+        return workstreams_from_rows(rows, status_rows, stamps, self.compression_model())
 
     async def _job_status(self) -> dict[str, dict]:
-        out: dict[str, dict] = {}
-        for r in await self.queue.status_rows():
-            s = out.setdefault(r["workstream_id"], {"states": set(), "error": None, "done": 0, "total": 0})
-            s["states"].add(r["state"])
-            if r["state"] == "failed":
-                s["error"] = r["last_error"]
-            if r["state"] == "running":
-                s["done"] += r["progress_done"]
-                s["total"] += r["progress_total"]
-        return out
-
-    def _apply_status(self, ws: Workstream, jobs: dict | None, summary_row) -> None:
-        stale = False
-        if summary_row is not None:
-            stale = stale_fields(summary_row["model"], summary_row["prompt_version"], self.compression_model())
-        ws.compression = status_from_jobs(jobs["states"] if jobs else set(), None, summary_row is not None, stale)
-        if jobs:
-            ws.progress = JobProgress(jobs["done"], jobs["total"])
-            ws.last_error = jobs["error"]
+        return job_status(await self.queue.status_rows())
 
     async def get_workstream(self, workstream_id: str) -> Workstream:
         ws = await self.repo.get_workstream(workstream_id)
@@ -175,7 +152,7 @@ class ArawnCore:
         ws.summary = summary.text if summary else None
         status = (await self._job_status()).get(ws.id)
         srow = {"model": summary.provenance.model, "prompt_version": summary.provenance.prompt_version} if summary else None
-        self._apply_status(ws, status, srow)
+        apply_status(ws, status, srow, self.compression_model())
         return ws
 
     async def resolve_workstream(self, ref: str) -> Workstream:
@@ -523,9 +500,3 @@ class ArawnCore:
     async def backend_info(self) -> BackendInfo:
         return await self.backend.info()
 
-
-def _file_size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        return 0

@@ -2,27 +2,30 @@
 
 Exit codes: 0 ok; 1 the work failed; 2 bad usage, config or input (one line
 on stderr, no traceback); 3 the LLM backend is unreachable.
+
+Scripts call these commands in loops, so the engine (asyncio, aiosqlite, the
+facade) is imported only by the commands that use it: `ws list` and `jobs list`
+read through `ArawnCore`'s read-only half (`arawn_core.readonly`, plain sqlite3)
+whenever the store needs no repair.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, NoReturn
+from typing import TYPE_CHECKING, Any, Callable, NoReturn
 
-from arawn_core.config import ConfigError, Settings, load_settings
-from arawn_core.core import ArawnCore, UsageError
-from arawn_core.llm.base import LLMBackend
-from arawn_core.llm.errors import BackendUnavailable, LLMError
+from arawn_core.config import ConfigError, load_settings
 from arawn_core.models import JobState
-from arawn_core.store.db import DatabaseError
-from arawn_core.store.jsonl import StorageFull
-from arawn_core.store.repository import NotFound
 from arawn_tui import cli_output as out
+
+if TYPE_CHECKING:
+    from arawn_core.config import Settings
+    from arawn_core.core import ArawnCore
+    from arawn_core.llm.base import LLMBackend
+    from arawn_core.models import CompressionJob, Workstream
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 
@@ -111,7 +114,45 @@ def build_parser() -> Parser:
     return p
 
 
+def _read_only(args: argparse.Namespace, settings: Settings) -> int | None:
+    """`ws list` and `jobs list` without the event loop, when the store needs nothing (see
+    `arawn_core.readonly`); None: the command takes the full path (which repairs what needs it)."""
+    if not ((args.command == "ws" and args.ws_cmd == "list") or (args.command == "jobs" and args.action == "list")):
+        return None
+    import sqlite3
+
+    from arawn_core.readonly import ReadOnlyCore
+
+    core = ReadOnlyCore.open(settings)
+    if core is None:
+        return None
+    try:
+        if args.command == "ws":
+            items = core.list_workstreams(include_archived=args.all)
+        else:
+            jobs = core.list_jobs(JobState(args.state) if args.state else None)
+    except sqlite3.Error:
+        return None  # e.g. the file changed under us: the full path reports it, naming the file
+    finally:
+        core.close()
+    if args.command == "ws":
+        show_ws_list(args, items)
+    else:
+        show_jobs(args, jobs)
+    return EXIT_OK
+
+
+def show_ws_list(args: argparse.Namespace, items: list[Workstream]) -> None:
+    out.emit(args, lambda: [w.to_dict() for w in items], lambda: out.ws_table(items))
+
+
+def show_jobs(args: argparse.Namespace, jobs: list[CompressionJob]) -> None:
+    out.emit(args, [j.to_dict() for j in jobs], lambda: out.jobs_table(jobs))
+
+
 async def _run(args: argparse.Namespace, settings: Settings, backend: LLMBackend | None) -> int:
+    from arawn_core.core import ArawnCore
+
     core = await ArawnCore.open(settings, backend)
     try:
         handler = HANDLERS[args.command]
@@ -124,8 +165,7 @@ async def _run(args: argparse.Namespace, settings: Settings, backend: LLMBackend
 
 async def cmd_ws(core: ArawnCore, args: argparse.Namespace) -> int:
     if args.ws_cmd == "list":
-        items = await core.list_workstreams(include_archived=args.all)
-        out.emit(args, lambda: [w.to_dict() for w in items], lambda: out.ws_table(items))
+        show_ws_list(args, await core.list_workstreams(include_archived=args.all))
     elif args.ws_cmd == "create":
         ws = await core.create_workstream(args.title, args.tag)
         out.emit(args, ws.to_dict(), lambda: print(ws.id))
@@ -149,6 +189,8 @@ async def cmd_ws(core: ArawnCore, args: argparse.Namespace) -> int:
 
 
 async def cmd_chat(core: ArawnCore, args: argparse.Namespace) -> int:
+    from arawn_core.core import UsageError
+
     ws = await core.resolve_workstream(args.ws)
     text = sys.stdin.read() if args.message == "-" else args.message
     if not text.strip():
@@ -169,6 +211,8 @@ async def cmd_chat(core: ArawnCore, args: argparse.Namespace) -> int:
 
 
 async def cmd_session(core: ArawnCore, args: argparse.Namespace) -> int:
+    from arawn_core.core import UsageError
+
     if args.session_cmd == "show":
         messages = await core.session_messages(args.session_id)
         out.emit(args, [m.to_record() for m in messages], lambda: out.transcript(messages))
@@ -192,6 +236,8 @@ async def cmd_session(core: ArawnCore, args: argparse.Namespace) -> int:
 
 async def _work(core: ArawnCore, workstream_id: str | None, args: argparse.Namespace) -> int:
     """Work the queue with progress on stderr; the exit code says how it went."""
+    from arawn_core.llm.errors import BackendUnavailable
+
     reporter = out.ProgressReporter(sys.stderr, quiet=False)
     core.events.subscribe(reporter.on_event)
     try:
@@ -209,6 +255,8 @@ async def _work(core: ArawnCore, workstream_id: str | None, args: argparse.Names
 
 
 async def cmd_compress(core: ArawnCore, args: argparse.Namespace) -> int:
+    from arawn_core.core import UsageError
+
     ws = await core.resolve_workstream(args.ws)
     if not core.settings.workstream.compression.enabled:
         raise UsageError("compression is disabled ([workstream.compression] enabled = false)")
@@ -264,6 +312,8 @@ async def cmd_export(core: ArawnCore, args: argparse.Namespace) -> int:
 
 
 async def cmd_jobs(core: ArawnCore, args: argparse.Namespace) -> int:
+    from arawn_core.core import UsageError
+
     if args.action == "retry":
         if not args.job_id:
             n = await core.retry_jobs()
@@ -277,8 +327,7 @@ async def cmd_jobs(core: ArawnCore, args: argparse.Namespace) -> int:
         code = await _work(core, None, args)
         out.emit(args, {"open": await core.queue_length()}, lambda: print("queue worked"))
         return code
-    jobs = await core.list_jobs(JobState(args.state) if args.state else None)
-    out.emit(args, [j.to_dict() for j in jobs], lambda: out.jobs_table(jobs))
+    show_jobs(args, await core.list_jobs(JobState(args.state) if args.state else None))
     return EXIT_OK
 
 
@@ -330,19 +379,43 @@ def run(argv: list[str], backend: LLMBackend | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         settings = load_settings(args.config, args.data_dir)
-        return asyncio.run(_run(args, settings, backend))
-    except CliError as exc:
-        return _fail(str(exc), exc.code)
-    except (ConfigError, UsageError, NotFound) as exc:
-        return _fail(str(exc), EXIT_USAGE)
-    except BackendUnavailable as exc:
-        return _fail(str(exc), EXIT_UNREACHABLE)
-    except (LLMError, DatabaseError, StorageFull) as exc:
-        return _fail(str(exc), EXIT_FAILED)
+        code = _read_only(args, settings) if backend is None else None
+        if code is None:
+            import asyncio
+
+            code = asyncio.run(_run(args, settings, backend))
+        return code
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
     except BrokenPipeError:
         return EXIT_OK
+    except Exception as exc:
+        code = _expected_failure(exc)
+        if code is None:
+            raise  # a bug: the traceback is what a report needs
+        return _fail(str(exc), code)
+
+
+def _expected_failure(exc: Exception) -> int | None:
+    """The exit code of a failure the user can act on; None for anything else."""
+    if isinstance(exc, CliError):
+        return exc.code
+    if isinstance(exc, ConfigError):
+        return EXIT_USAGE
+    # the engine's error types, imported only now: the fast path never loads the engine
+    from arawn_core.core import UsageError
+    from arawn_core.llm.errors import BackendUnavailable, LLMError
+    from arawn_core.store.db import DatabaseError
+    from arawn_core.store.jsonl import StorageFull
+    from arawn_core.store.repository import NotFound
+
+    if isinstance(exc, (UsageError, NotFound)):
+        return EXIT_USAGE
+    if isinstance(exc, BackendUnavailable):
+        return EXIT_UNREACHABLE
+    if isinstance(exc, (LLMError, DatabaseError, StorageFull)):
+        return EXIT_FAILED
+    return None
 
 
 def _fail(message: str, code: int) -> int:

@@ -8,14 +8,18 @@ defers that until a request, `info()` or the model name is really needed.
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 import socket
-from typing import AsyncIterator
+from typing import TYPE_CHECKING, AsyncIterator
 from urllib.parse import urlsplit
 
-from arawn_core.config import Settings
-from arawn_core.llm.base import BackendInfo, ChatChunk, ChatMessage, ChatOptions, Completion, LLMBackend
+from arawn_core.llm.base import BackendInfo
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from arawn_core.config import Settings
+    from arawn_core.llm.base import ChatChunk, ChatMessage, ChatOptions, Completion, LLMBackend
 
 
 def _port_open(host: str, timeout_s: float = 0.2) -> bool:
@@ -33,10 +37,14 @@ class LazyBackend:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._backend: LLMBackend | None = None
-        self._lock = asyncio.Lock()
+        self._lock: asyncio.Lock | None = None  # made on first use: predicting the kind needs no event loop
         self._prediction: str | None = None
 
     async def resolve(self) -> LLMBackend:
+        import asyncio
+
+        if self._lock is None:
+            self._lock = asyncio.Lock()
         async with self._lock:
             if self._backend is None:
                 # importing the HTTP client stack takes a noticeable moment: not on the event loop

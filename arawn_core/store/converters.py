@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from arawn_core.models import (
     CompressionJob,
     CompressionStatus,
     JobKind,
+    JobProgress,
     JobState,
     Provenance,
     Session,
@@ -17,6 +18,7 @@ from arawn_core.models import (
     Workstream,
     WorkstreamState,
 )
+from arawn_core.staleness import stale_fields
 
 Row = Mapping[str, Any]
 
@@ -124,3 +126,44 @@ def status_from_jobs(states: set[str], failed_error: str | None, has_summary: bo
     if has_summary:
         return CompressionStatus.STALE if stale else CompressionStatus.DONE
     return CompressionStatus.NONE
+
+
+# ---- the workstream list (shared by ArawnCore and the sync read path) ---------------
+
+def job_status(rows: Iterable[Row]) -> dict[str, dict[str, Any]]:
+    """`queries.JOB_STATUS` rows -> per workstream: the open/failed states, the last failure, progress."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        s = out.setdefault(r["workstream_id"], {"states": set(), "error": None, "done": 0, "total": 0})
+        s["states"].add(r["state"])
+        if r["state"] == "failed":
+            s["error"] = r["last_error"]
+        if r["state"] == "running":
+            s["done"] += r["progress_done"]
+            s["total"] += r["progress_total"]
+    return out
+
+
+def apply_status(ws: Workstream, jobs: dict[str, Any] | None, summary_row: Row | None,
+                 compression_model: str) -> None:
+    """Set a workstream's badge (and progress, last error) from its jobs and its summary's stamp."""
+    stale = False
+    if summary_row is not None:
+        stale = stale_fields(summary_row["model"], summary_row["prompt_version"], compression_model)
+    ws.compression = status_from_jobs(jobs["states"] if jobs else set(), None, summary_row is not None, stale)
+    if jobs:
+        ws.progress = JobProgress(jobs["done"], jobs["total"])
+        ws.last_error = jobs["error"]
+
+
+def workstreams_from_rows(rows: Iterable[Row], status_rows: Iterable[Row], stamp_rows: Iterable[Row],
+                          compression_model: str) -> list[Workstream]:
+    """The workstream list from `queries.workstreams`, `JOB_STATUS` and `WORKSTREAM_SUMMARY_STAMPS` rows."""
+    status = job_status(status_rows)
+    stamps = {r["id"]: r for r in stamp_rows}
+    out = []
+    for row in rows:
+        ws = workstream_from_row(row)
+        apply_status(ws, status.get(ws.id), stamps.get(ws.id), compression_model)
+        out.append(ws)
+    return out

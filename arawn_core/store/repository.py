@@ -35,11 +35,12 @@ from arawn_core.store.converters import (
     summary_to_params,
     workstream_from_row,
 )
+from arawn_core.store import queries
 from arawn_core.store.db import Database, ensure_private_dir
+from arawn_core.store.recovery import MESSAGES_FILE
 
 log = logging.getLogger(__name__)
 
-MESSAGES_FILE = "messages.jsonl"
 EVENTS_FILE = "events.jsonl"
 
 Progress = Callable[[int, int], None]
@@ -121,11 +122,7 @@ class Repository:
         return workstream_from_row(row)
 
     async def workstream_rows(self, include_archived: bool) -> list[Any]:
-        where = "" if include_archived else "WHERE w.state = 'active'"
-        # session_count is a column kept by triggers (schema 4): no per-call count over sessions
-        return await self.db.fetchall(
-            f"SELECT w.* FROM workstreams w {where} ORDER BY w.is_scratch DESC, w.updated_at DESC"
-        )
+        return await self.db.fetchall(queries.workstreams(include_archived))
 
     async def find_workstreams_by_title(self, title: str) -> list[Workstream]:
         rows = await self.db.fetchall("SELECT * FROM workstreams WHERE title = ?", (title,))

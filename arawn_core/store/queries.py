@@ -1,0 +1,52 @@
+"""SQL text shared by the async store (Repository, JobQueue, ArawnCore) and the sync read path
+(`arawn_core.store.reader`).
+
+One string per query: both paths ask SQLite the same question, and the rows are mapped by the
+same functions in `converters`, so a read-only command served without the event loop can never
+show something the full engine would not.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def workstreams(include_archived: bool) -> str:
+    """Workstream rows in list order (the scratch workstream first, then most recently used)."""
+    where = "" if include_archived else "WHERE w.state = 'active'"
+    # session_count is a column kept by triggers (schema 4): no per-call count over sessions
+    return f"SELECT w.* FROM workstreams w {where} ORDER BY w.is_scratch DESC, w.updated_at DESC"
+
+
+#: Open and failed jobs, per workstream, for the compression badges.
+JOB_STATUS = ("SELECT workstream_id, state, kind, last_error, progress_done, progress_total FROM jobs"
+              " WHERE state IN ('pending','running','failed')")
+
+#: Which model and prompt version made each workstream's summary (for the "stale" badge).
+WORKSTREAM_SUMMARY_STAMPS = ("SELECT w.id, m.model, m.prompt_version FROM workstreams w"
+                             " JOIN summaries m ON m.id = w.summary_id")
+
+#: Start-up recovery: how far each workstream's messages.jsonl is indexed ...
+LOG_OFFSETS = "SELECT id, log_offset FROM workstreams"
+#: ... and who claims the jobs marked running.
+RUNNING_JOB_OWNERS = "SELECT id, owner_pid FROM jobs WHERE state = 'running'"
+#: Set when the full-text index must be rebuilt from the JSONL files (schema 3).
+FTS_REBUILD_FLAG = "SELECT value FROM kv WHERE key = 'fts_rebuild'"
+
+
+JOB_LIST_LIMIT = 500
+
+
+def jobs(state: str | None, workstream_id: str | None, limit: int) -> tuple[str, list[Any]]:
+    """The job list, newest first, optionally of one state and one workstream."""
+    sql = "SELECT * FROM jobs WHERE 1=1"
+    params: list[Any] = []
+    if state:
+        sql += " AND state = ?"
+        params.append(state)
+    if workstream_id:
+        sql += " AND workstream_id = ?"
+        params.append(workstream_id)
+    sql += " ORDER BY created_at DESC LIMIT ?"
+    params.append(limit)
+    return sql, params
