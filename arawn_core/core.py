@@ -136,12 +136,11 @@ class ArawnCore:
         return override or self.settings.compression_model
 
     # ---- workstreams ---------------------------------------------------
-    async def list_workstreams(self, include_archived: bool = False) -> list[Workstream]:
+    async def list_workstreams(self, include_archived: bool = False, limit: int | None = None) -> list[Workstream]:
+        """In list order; only the first `limit` if given (a first screen, the rest read after it)."""
         # the same queries and mapping as the sync read path (arawn_core.readonly)
-        rows = await self.repo.workstream_rows(include_archived)
-        status_rows = await self.queue.status_rows()
-        stamps = await self.db.fetchall(queries.WORKSTREAM_SUMMARY_STAMPS)
-        return workstreams_from_rows(rows, status_rows, stamps, self.compression_model())
+        rows = await self.repo.workstream_rows(include_archived, limit)
+        return workstreams_from_rows(rows, await self.queue.status_rows(), self.compression_model())
 
     async def _job_status(self) -> dict[str, dict]:
         return job_status(await self.queue.status_rows())

@@ -40,7 +40,7 @@ class ReadOnlyCore:
     def list_workstreams(self, include_archived: bool = False) -> list[Workstream]:
         r = self.reader
         return workstreams_from_rows(r.fetchall(queries.workstreams(include_archived)), r.fetchall(queries.JOB_STATUS),
-                                     r.fetchall(queries.WORKSTREAM_SUMMARY_STAMPS), self.compression_model())
+                                     self.compression_model())
 
     def list_jobs(self, state: JobState | None = None, workstream_id: str | None = None) -> list[CompressionJob]:
         sql, params = queries.jobs(state.value if state else None, workstream_id, queries.JOB_LIST_LIMIT)

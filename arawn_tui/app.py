@@ -103,7 +103,10 @@ class ArawnApp(App[None]):
         try:
             core = await ArawnCore.open(self.settings, self.backend)
             # The first list comes with the news that the core is open: one hop less to a full screen.
-            self._core_opened(core, await core.list_workstreams())
+            # Only what fits on screen (a row is at least one line): the rest is read after it.
+            first = self.size.height + 1
+            workstreams = await core.list_workstreams(limit=first)
+            self._core_opened(core, workstreams, partial=len(workstreams) >= first)
         finally:
             self._core_settled.set()  # open or failed (worker_state_changed reports a failure)
 
@@ -113,10 +116,11 @@ class ArawnApp(App[None]):
             gc_pause.freeze_and_resume()
             self.first_screen_painted.set()
 
-    def _core_opened(self, core: ArawnCore, workstreams: list[Workstream] | None = None) -> None:
+    def _core_opened(self, core: ArawnCore, workstreams: list[Workstream] | None = None,
+                     partial: bool = False) -> None:
         self.core = core
         core.events.subscribe(self._engine_event)
-        self.main_screen.post_message(m.CoreReady(workstreams))
+        self.main_screen.post_message(m.CoreReady(workstreams, partial))
         self.check_backend(first=True)
         self.check_queue()
         self.pump_jobs()  # jobs queued before the last quit (or a crash) resume now

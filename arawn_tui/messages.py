@@ -113,9 +113,11 @@ def event_to_message(event: ev.Event) -> Message | None:
 
 @dataclass
 class CoreReady(Message):
-    """The core is open: the screen shows `workstreams` (or loads them when None)."""
+    """The core is open: the screen shows `workstreams` (or loads them when None; `partial`: the
+    first screenful only, the screen loads the whole list after showing it)."""
 
     workstreams: list[Workstream] | None = None
+    partial: bool = False
 
 
 @dataclass

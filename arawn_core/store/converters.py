@@ -23,12 +23,16 @@ from arawn_core.staleness import stale_fields
 Row = Mapping[str, Any]
 
 
+_WS_STATES = {s.value: s for s in WorkstreamState}  # a dict lookup: listing maps a thousand rows
+
+
 def workstream_from_row(row: Row) -> Workstream:
+    tags = row["tags"]
     return Workstream(
         id=row["id"],
         title=row["title"],
-        state=WorkstreamState(row["state"]),
-        tags=json.loads(row["tags"] or "[]"),
+        state=_WS_STATES.get(row["state"]) or WorkstreamState(row["state"]),
+        tags=json.loads(tags) if tags and tags != "[]" else [],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         model=row["model"],
@@ -156,14 +160,15 @@ def apply_status(ws: Workstream, jobs: dict[str, Any] | None, summary_row: Row |
         ws.last_error = jobs["error"]
 
 
-def workstreams_from_rows(rows: Iterable[Row], status_rows: Iterable[Row], stamp_rows: Iterable[Row],
+def workstreams_from_rows(rows: Iterable[Row], status_rows: Iterable[Row],
                           compression_model: str) -> list[Workstream]:
-    """The workstream list from `queries.workstreams`, `JOB_STATUS` and `WORKSTREAM_SUMMARY_STAMPS` rows."""
+    """The workstream list from `queries.workstreams` and `queries.JOB_STATUS` rows."""
     status = job_status(status_rows)
-    stamps = {r["id"]: r for r in stamp_rows}
     out = []
     for row in rows:
         ws = workstream_from_row(row)
-        apply_status(ws, status.get(ws.id), stamps.get(ws.id), compression_model)
+        model = row["summary_model"]
+        stamp = {"model": model, "prompt_version": row["summary_prompt_version"]} if model is not None else None
+        apply_status(ws, status.get(ws.id), stamp, compression_model)
         out.append(ws)
     return out

@@ -11,20 +11,20 @@ from __future__ import annotations
 from typing import Any
 
 
-def workstreams(include_archived: bool) -> str:
-    """Workstream rows in list order (the scratch workstream first, then most recently used)."""
+def workstreams(include_archived: bool, limit: int | None = None) -> str:
+    """Workstream rows in list order (the scratch workstream first, then most recently used), each
+    with the model and prompt version of its summary, if any (for the "stale" badge); the first
+    `limit` only, if given (the TUI's first screen)."""
     where = "" if include_archived else "WHERE w.state = 'active'"
     # session_count is a column kept by triggers (schema 4): no per-call count over sessions
-    return f"SELECT w.* FROM workstreams w {where} ORDER BY w.is_scratch DESC, w.updated_at DESC"
+    return ("SELECT w.*, m.model AS summary_model, m.prompt_version AS summary_prompt_version"
+            f" FROM workstreams w LEFT JOIN summaries m ON m.id = w.summary_id {where}"
+            " ORDER BY w.is_scratch DESC, w.updated_at DESC" + (f" LIMIT {int(limit)}" if limit is not None else ""))
 
 
 #: Open and failed jobs, per workstream, for the compression badges.
 JOB_STATUS = ("SELECT workstream_id, state, kind, last_error, progress_done, progress_total FROM jobs"
               " WHERE state IN ('pending','running','failed')")
-
-#: Which model and prompt version made each workstream's summary (for the "stale" badge).
-WORKSTREAM_SUMMARY_STAMPS = ("SELECT w.id, m.model, m.prompt_version FROM workstreams w"
-                             " JOIN summaries m ON m.id = w.summary_id")
 
 #: Start-up recovery: how far each workstream's messages.jsonl is indexed ...
 LOG_OFFSETS = "SELECT id, log_offset FROM workstreams"

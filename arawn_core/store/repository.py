@@ -121,8 +121,8 @@ class Repository:
             raise NotFound(f"no workstream with id {workstream_id}")
         return workstream_from_row(row)
 
-    async def workstream_rows(self, include_archived: bool) -> list[Any]:
-        return await self.db.fetchall(queries.workstreams(include_archived))
+    async def workstream_rows(self, include_archived: bool, limit: int | None = None) -> list[Any]:
+        return await self.db.fetchall(queries.workstreams(include_archived, limit))
 
     async def find_workstreams_by_title(self, title: str) -> list[Workstream]:
         rows = await self.db.fetchall("SELECT * FROM workstreams WHERE title = ?", (title,))

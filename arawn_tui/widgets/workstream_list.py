@@ -1,8 +1,9 @@
 """The workstream list: title, session count and a live compression badge per row.
 
 A thousand workstreams must not hold up the first screen: `set_workstreams` builds and
-adds only the rows that can be on screen, and the rest after the first frame, in a few
-steps (`FOLLOW_UP_ROWS` a step), so keys typed meanwhile are not held up either. Until then
+adds only the rows that can be on screen, and the rest after the frame that painted them,
+in a few steps (`FOLLOW_UP_ROWS` a step, each after the previous one's frame), so keys
+typed meanwhile are not held up either. Until then
 the missing rows are added on demand (reaching for one by id or index, or the last row).
 A changed workstream gets a new row through OptionList's public `replace_option_prompt`;
 the rows' heights are remembered (`formatting.ListRow`), so the re-measure that follows is
@@ -12,6 +13,8 @@ a thousand lookups, not a thousand wraps. Only public Textual API.
 from __future__ import annotations
 
 from textual.content import Content
+from textual.geometry import Region
+from textual.strip import Strip
 from textual.timer import Timer
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
@@ -45,7 +48,8 @@ class WorkstreamList(OptionList):
         self.running_jobs: dict[str, dict[str, JobProgress]] = {}
         self._progress_rows: set[str] = set()
         self._progress_timer: Timer | None = None
-        self._pending: list[str] = []  # ids whose rows are added after the first frame
+        self._pending: dict[str, None] = {}  # ids whose rows are added after the first frame, in order
+        self._follow_up_due = False
 
     def set_workstreams(self, workstreams: list[Workstream], select: str | None = None) -> None:
         """Replace every row; keep (or move to) the selected workstream.
@@ -55,10 +59,9 @@ class WorkstreamList(OptionList):
         self.workstreams = {ws.id: ws for ws in workstreams}
         order = [ws.id for ws in workstreams]
         first = max(self._rows_on_screen(), order.index(select) + 1 if select in self.workstreams else 0)
-        self._pending = order[first:]
+        self._pending = dict.fromkeys(order[first:])  # in list order
+        self._follow_up_due = False
         self.set_options(self._option(ws_id) for ws_id in order[:first])
-        if self._pending:
-            self.call_after_refresh(self._add_pending)
         if select and select in self.workstreams:
             self.highlighted = self.get_option_index(select)
         elif workstreams:
@@ -72,15 +75,24 @@ class WorkstreamList(OptionList):
     def _option(self, ws_id: str) -> Option:
         return Option(workstream_row(self.workstreams[ws_id]), id=ws_id)
 
+    def render_lines(self, crop: Region) -> list[Strip]:
+        """The Line API's paint: once the rows on screen are painted, the next step of rows not
+        added yet follows that frame (each step's own paint schedules the next)."""
+        lines = super().render_lines(crop)
+        if self._pending and not self._follow_up_due:
+            self._follow_up_due = True
+            self.call_after_refresh(self._add_pending)
+        return lines
+
     def _add_pending(self, all_of_them: bool = False) -> None:
         """Add the next rows not added yet (all of them if asked), from the current data."""
+        self._follow_up_due = False
         if not self._pending:
             return
-        n = len(self._pending) if all_of_them else FOLLOW_UP_ROWS
-        batch, self._pending = self._pending[:n], self._pending[n:]
+        ids = list(self._pending)
+        n = len(ids) if all_of_them else FOLLOW_UP_ROWS
+        batch, self._pending = ids[:n], dict.fromkeys(ids[n:])
         self.add_options([self._option(ws_id) for ws_id in batch])
-        if self._pending and not all_of_them:
-            self.call_after_refresh(self._add_pending)
 
     @property
     def complete(self) -> bool:
@@ -89,7 +101,7 @@ class WorkstreamList(OptionList):
 
     # ---- reaching a row not added yet adds the rest first --------------------------
     def get_option_index(self, option_id: str) -> int:
-        if option_id in self.workstreams and self._pending:
+        if option_id in self._pending:
             self._add_pending(all_of_them=True)
         return super().get_option_index(option_id)
 
@@ -122,7 +134,7 @@ class WorkstreamList(OptionList):
     def remove_workstream(self, workstream_id: str) -> None:
         if self.workstreams.pop(workstream_id, None) is not None:
             if workstream_id in self._pending:
-                self._pending.remove(workstream_id)
+                del self._pending[workstream_id]
             else:
                 self.remove_option(workstream_id)
 
