@@ -246,12 +246,13 @@ class ArawnApp(App[None]):
                 self.main_screen.post_message(m.BackendChecked(
                     BackendInfo(kind="ollama", host=core.backend.host, reachable=False, detail="connection refused"),
                     core.model))
-            # The full check imports that client in a thread, which would slow the first paint
-            # down (one interpreter lock): it waits until the first screen is up.
-            try:
-                await asyncio.wait_for(self.first_screen_painted.wait(), FIRST_PAINT_WAIT_S)
-            except asyncio.TimeoutError:
-                pass
+            # A full check that imports a client (in a thread) would slow the first paint down (one
+            # interpreter lock): it waits until the first screen is up. The light probe does not.
+            if not getattr(core.backend, "info_is_light", False):
+                try:
+                    await asyncio.wait_for(self.first_screen_painted.wait(), FIRST_PAINT_WAIT_S)
+                except asyncio.TimeoutError:
+                    pass
         info = await core.backend_info()
         self.main_screen.post_message(m.BackendChecked(info, core.model))
 

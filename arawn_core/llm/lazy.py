@@ -92,10 +92,15 @@ class LazyBackend:
     async def complete(self, messages: list[ChatMessage], options: ChatOptions) -> Completion:
         return await (await self.resolve()).complete(messages, options)
 
+    @property
+    def info_is_light(self) -> bool:
+        """True while `info()` is the light probe: nothing imported, a few ms of the event loop."""
+        return self._backend is None and self.kind == "ollama"
+
     async def info(self) -> BackendInfo:
         """Before the first request, an Ollama backend is checked with the light probe (two plain
         GETs, no client import: see `probe`), so the status line and `doctor` never wait on it."""
-        if self._backend is None and self.kind == "ollama":
+        if self.info_is_light:
             return await self._probe_info()
         return await (await self.resolve()).info()
 
