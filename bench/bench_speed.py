@@ -225,7 +225,7 @@ def part_cli(data_dir: Path, runs: int, home: Path) -> dict[str, Any]:
         "(reference) same command through the full engine": [sys.executable, "-c", FORCE_FULL, *args],
     }
     if script:
-        commands["installed `arawn` script, ws list"] = [script, *args]
+        commands["arawn --headless ws list (the installed script)"] = [script, *args]
     for cmd in commands.values():  # warm-up
         _timed(cmd, env, home)
     times: dict[str, list[float]] = {k: [] for k in commands}
