@@ -30,6 +30,7 @@ from arawn_core.models import (
     Message,
     Session,
     Summary,
+    SummaryStamp,
     Workstream,
     WorkstreamState,
     iso_utc,
@@ -38,11 +39,13 @@ from arawn_core.models import (
 )
 from arawn_core.staleness import is_stale, stale_fields
 from arawn_core.store import queries
-from arawn_core.store.converters import apply_status, job_status, status_from_jobs, workstreams_from_rows
+from arawn_core.store.converters import apply_status, status_from_jobs, workstreams_from_rows
 from arawn_core.store.db import Database, ensure_private_dir
 from arawn_core.store.jobs import JobQueue
 from arawn_core.store.recovery import logs_behind
-from arawn_core.store.repository import NotFound, Repository
+from arawn_core.runtime import Scheduler
+from arawn_core.store.repository import Repository
+from arawn_core.errors import BackendUnavailable, NotFound, UsageError  # noqa: F401  (UsageError re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +55,6 @@ ESTIMATOR_KEY = "token_estimator"
 Progress = Callable[[int, int], None]
 
 
-class UsageError(Exception):
-    """Bad input from the user (unknown workstream, ambiguous title, ...): exit code 2."""
 
 
 class ArawnCore:
@@ -108,8 +109,8 @@ class ArawnCore:
 
     async def _recover(self) -> None:
         """After a crash: index JSONL lines SQLite missed; orphaned running jobs back to pending."""
-        rows = await self.db.fetchall(queries.LOG_OFFSETS)
-        behind = await asyncio.to_thread(logs_behind, self.settings.data_dir, rows)
+        offsets = await self.repo.index_offsets()
+        behind = await asyncio.to_thread(logs_behind, self.settings.data_dir, offsets)
         for ws_id in behind:
             await self.repo.catch_up(ws_id)
         await self.queue.recover_orphans()
@@ -140,18 +141,14 @@ class ArawnCore:
         """In list order; only the first `limit` if given (a first screen, the rest read after it)."""
         # the same queries and mapping as the sync read path (arawn_core.readonly)
         rows = await self.repo.workstream_rows(include_archived, limit)
-        return workstreams_from_rows(rows, await self.queue.status_rows(), self.compression_model())
-
-    async def _job_status(self) -> dict[str, dict]:
-        return job_status(await self.queue.status_rows())
+        return workstreams_from_rows(rows, await self.queue.status(), self.compression_model())
 
     async def get_workstream(self, workstream_id: str) -> Workstream:
         ws = await self.repo.get_workstream(workstream_id)
         summary = await self.repo.workstream_summary(ws.id)
         ws.summary = summary.text if summary else None
-        status = (await self._job_status()).get(ws.id)
-        srow = {"model": summary.provenance.model, "prompt_version": summary.provenance.prompt_version} if summary else None
-        apply_status(ws, status, srow, self.compression_model())
+        stamp = SummaryStamp(summary.provenance.model, summary.provenance.prompt_version) if summary else None
+        apply_status(ws, (await self.queue.status(ws.id)).get(ws.id), stamp, self.compression_model())
         return ws
 
     async def resolve_workstream(self, ref: str) -> Workstream:
@@ -214,25 +211,15 @@ class ArawnCore:
     # ---- sessions ------------------------------------------------------
     async def list_sessions(self, workstream_id: str) -> list[Session]:
         sessions = await self.repo.list_sessions(workstream_id)
-        rows = await self.db.fetchall(
-            "SELECT s.id, m.text, m.model, m.prompt_version FROM sessions s JOIN summaries m ON m.id = s.summary_id"
-            " WHERE s.workstream_id = ?", (workstream_id,))
-        summaries = {r["id"]: r for r in rows}
-        jobs = await self.db.fetchall(
-            "SELECT session_id, state, last_error FROM jobs WHERE workstream_id = ? AND kind = 'session'"
-            " AND state IN ('pending','running','failed')", (workstream_id,))
-        job_states: dict[str, tuple[set[str], str | None]] = {}
-        for j in jobs:
-            states, err = job_states.get(j["session_id"], (set(), None))
-            states.add(j["state"])
-            job_states[j["session_id"]] = (states, j["last_error"] or err)
+        stamps = await self.repo.session_summary_stamps(workstream_id)
+        status = await self.queue.status(workstream_id, per_session=True)
         for s in sessions:
-            srow = summaries.get(s.id)
-            states, err = job_states.get(s.id, (set(), None))
-            stale = bool(srow) and stale_fields(srow["model"], srow["prompt_version"], self.compression_model())
-            s.summary = srow["text"] if srow else None
-            s.compression = status_from_jobs(states, err, srow is not None, stale)
-            s.last_error = err
+            stamp = stamps.get(s.id)
+            jobs = status.get(s.id)
+            stale = stamp is not None and stale_fields(stamp.model, stamp.prompt_version, self.compression_model())
+            s.summary = stamp.text if stamp else None
+            s.compression = status_from_jobs(jobs, stamp is not None, stale)
+            s.last_error = jobs.error if jobs else None
         return sessions
 
     async def get_session(self, session_id: str) -> Session:
@@ -340,9 +327,7 @@ class ArawnCore:
                         self.estimator.observe(model, chars, chunk.usage.prompt_tokens)
         finally:
             if parts:
-                meta = {"model": model, "reply_to": user.id}
-                if not finished:
-                    meta["interrupted"] = True
+                meta = Message.reply_metadata(model, user.id, interrupted=not finished)
                 await asyncio.shield(self._store_reply(workstream_id, "".join(parts), meta))
 
     async def _store_reply(self, workstream_id: str, text: str, meta: dict) -> None:
@@ -403,25 +388,14 @@ class ArawnCore:
             return None
         return await self.run_job(job)
 
+    def scheduler(self, max_jobs: int | None = None) -> Scheduler:
+        """A scheduler over this core: `run()` it until `stop()` (the TUI), or `drain()` it (the CLI)."""
+        return Scheduler(self, max_jobs)
+
     async def work_queue(self, workstream_id: str | None = None, stop_on_unreachable: bool = True,
                          wait_for_retries: bool = True) -> list[JobOutcome]:
-        """Work due jobs until none is left (waiting out retry backoff if asked)."""
-        from arawn_core.llm.errors import BackendUnavailable
-
-        outcomes: list[JobOutcome] = []
-        while True:
-            outcome = await self.run_next(workstream_id)
-            if outcome is not None:
-                outcomes.append(outcome)
-                if stop_on_unreachable and isinstance(outcome.error, BackendUnavailable):
-                    return outcomes
-                continue
-            if not wait_for_retries:
-                return outcomes
-            wait = await self.queue.next_due_in(workstream_id)
-            if wait is None:
-                return outcomes
-            await asyncio.sleep(min(wait, 5.0) + 0.01)
+        """Work due jobs until none is left (waiting out retry backoff if asked): `Scheduler.drain`."""
+        return await self.scheduler().drain(workstream_id, stop_on_unreachable, wait_for_retries)
 
     async def list_jobs(self, state: JobState | None = None, workstream_id: str | None = None) -> list[CompressionJob]:
         return await self.queue.list(state, workstream_id)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from arawn_core.config import Settings
 from arawn_core.models import CompressionJob, JobState, Workstream
 from arawn_core.store import queries
-from arawn_core.store.converters import job_from_row, workstreams_from_rows
+from arawn_core.store.converters import job_from_row, job_status_from_rows, workstreams_from_rows
 from arawn_core.store.reader import StoreReader
 
 
@@ -39,8 +39,8 @@ class ReadOnlyCore:
 
     def list_workstreams(self, include_archived: bool = False) -> list[Workstream]:
         r = self.reader
-        return workstreams_from_rows(r.fetchall(queries.workstreams(include_archived)), r.fetchall(queries.JOB_STATUS),
-                                     self.compression_model())
+        status = job_status_from_rows(r.fetchall(*queries.job_status()))
+        return workstreams_from_rows(r.fetchall(queries.workstreams(include_archived)), status, self.compression_model())
 
     def list_jobs(self, state: JobState | None = None, workstream_id: str | None = None) -> list[CompressionJob]:
         sql, params = queries.jobs(state.value if state else None, workstream_id, queries.JOB_LIST_LIMIT)

@@ -17,7 +17,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, NoReturn
 
-from arawn_core.config import ConfigError, load_settings
+from arawn_core.config import load_settings
+from arawn_core.errors import EXIT_FAILED, EXIT_UNREACHABLE, EXIT_USAGE, ArawnError, BackendUnavailable, UsageError
+from arawn_core.errors import CommandFailed as CliError
 from arawn_core.models import JobState
 from arawn_tui import cli_output as out
 
@@ -27,13 +29,7 @@ if TYPE_CHECKING:
     from arawn_core.llm.base import LLMBackend
     from arawn_core.models import CompressionJob, Workstream
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
-
-
-class CliError(Exception):
-    def __init__(self, message: str, code: int) -> None:
-        super().__init__(message)
-        self.code = code
+EXIT_OK = 0
 
 
 class Parser(argparse.ArgumentParser):
@@ -189,8 +185,6 @@ async def cmd_ws(core: ArawnCore, args: argparse.Namespace) -> int:
 
 
 async def cmd_chat(core: ArawnCore, args: argparse.Namespace) -> int:
-    from arawn_core.core import UsageError
-
     ws = await core.resolve_workstream(args.ws)
     text = sys.stdin.read() if args.message == "-" else args.message
     if not text.strip():
@@ -211,8 +205,6 @@ async def cmd_chat(core: ArawnCore, args: argparse.Namespace) -> int:
 
 
 async def cmd_session(core: ArawnCore, args: argparse.Namespace) -> int:
-    from arawn_core.core import UsageError
-
     if args.session_cmd == "show":
         messages = await core.session_messages(args.session_id)
         out.emit(args, [m.to_record() for m in messages], lambda: out.transcript(messages))
@@ -236,8 +228,6 @@ async def cmd_session(core: ArawnCore, args: argparse.Namespace) -> int:
 
 async def _work(core: ArawnCore, workstream_id: str | None, args: argparse.Namespace) -> int:
     """Work the queue with progress on stderr; the exit code says how it went."""
-    from arawn_core.llm.errors import BackendUnavailable
-
     reporter = out.ProgressReporter(sys.stderr, quiet=False)
     core.events.subscribe(reporter.on_event)
     try:
@@ -255,8 +245,6 @@ async def _work(core: ArawnCore, workstream_id: str | None, args: argparse.Names
 
 
 async def cmd_compress(core: ArawnCore, args: argparse.Namespace) -> int:
-    from arawn_core.core import UsageError
-
     ws = await core.resolve_workstream(args.ws)
     if not core.settings.workstream.compression.enabled:
         raise UsageError("compression is disabled ([workstream.compression] enabled = false)")
@@ -312,8 +300,6 @@ async def cmd_export(core: ArawnCore, args: argparse.Namespace) -> int:
 
 
 async def cmd_jobs(core: ArawnCore, args: argparse.Namespace) -> int:
-    from arawn_core.core import UsageError
-
     if args.action == "retry":
         if not args.job_id:
             n = await core.retry_jobs()
@@ -385,37 +371,12 @@ def run(argv: list[str], backend: LLMBackend | None = None) -> int:
 
             code = asyncio.run(_run(args, settings, backend))
         return code
+    except ArawnError as exc:  # every expected failure: usage, not found, storage, backend, ...
+        return _fail(exc.message, exc.exit_code)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
     except BrokenPipeError:
         return EXIT_OK
-    except Exception as exc:
-        code = _expected_failure(exc)
-        if code is None:
-            raise  # a bug: the traceback is what a report needs
-        return _fail(str(exc), code)
-
-
-def _expected_failure(exc: Exception) -> int | None:
-    """The exit code of a failure the user can act on; None for anything else."""
-    if isinstance(exc, CliError):
-        return exc.code
-    if isinstance(exc, ConfigError):
-        return EXIT_USAGE
-    # the engine's error types, imported only now: the fast path never loads the engine
-    from arawn_core.core import UsageError
-    from arawn_core.llm.errors import BackendUnavailable, LLMError
-    from arawn_core.store.db import DatabaseError
-    from arawn_core.store.jsonl import StorageFull
-    from arawn_core.store.repository import NotFound
-
-    if isinstance(exc, (UsageError, NotFound)):
-        return EXIT_USAGE
-    if isinstance(exc, BackendUnavailable):
-        return EXIT_UNREACHABLE
-    if isinstance(exc, (LLMError, DatabaseError, StorageFull)):
-        return EXIT_FAILED
-    return None
 
 
 def _fail(message: str, code: int) -> int:

@@ -9,12 +9,13 @@ from arawn_core.models import (
     CompressionJob,
     CompressionStatus,
     JobKind,
-    JobProgress,
+    JobStatus,
     JobState,
     Provenance,
     Session,
     Summary,
     SummaryKind,
+    SummaryStamp,
     Workstream,
     WorkstreamState,
 )
@@ -120,7 +121,8 @@ def job_from_row(row: Row) -> CompressionJob:
     )
 
 
-def status_from_jobs(states: set[str], failed_error: str | None, has_summary: bool, stale: bool) -> CompressionStatus:
+def status_from_jobs(jobs: JobStatus | None, has_summary: bool, stale: bool) -> CompressionStatus:
+    states = jobs.states if jobs else set()
     if "running" in states:
         return CompressionStatus.RUNNING
     if "pending" in states:
@@ -134,41 +136,46 @@ def status_from_jobs(states: set[str], failed_error: str | None, has_summary: bo
 
 # ---- the workstream list (shared by ArawnCore and the sync read path) ---------------
 
-def job_status(rows: Iterable[Row]) -> dict[str, dict[str, Any]]:
-    """`queries.JOB_STATUS` rows -> per workstream: the open/failed states, the last failure, progress."""
-    out: dict[str, dict[str, Any]] = {}
+def job_status_from_rows(rows: Iterable[Row], per_session: bool = False) -> dict[str, JobStatus]:
+    """`queries.job_status` rows folded per workstream (or per session): the one place job status
+    is computed (`JobQueue.status` and the read path both call it)."""
+    out: dict[str, JobStatus] = {}
+    retrying: dict[str, str] = {}
     for r in rows:
-        s = out.setdefault(r["workstream_id"], {"states": set(), "error": None, "done": 0, "total": 0})
-        s["states"].add(r["state"])
+        key = r["session_id"] if per_session else r["workstream_id"]
+        s = out.setdefault(key, JobStatus())
+        s.states.add(r["state"])
         if r["state"] == "failed":
-            s["error"] = r["last_error"]
+            s.error = r["last_error"] or s.error
+        elif r["last_error"]:
+            retrying[key] = r["last_error"]
         if r["state"] == "running":
-            s["done"] += r["progress_done"]
-            s["total"] += r["progress_total"]
+            s.progress.done += r["progress_done"]
+            s.progress.total += r["progress_total"]
+    for key, error in retrying.items():
+        if out[key].error is None:
+            out[key].error = error
     return out
 
 
-def apply_status(ws: Workstream, jobs: dict[str, Any] | None, summary_row: Row | None,
-                 compression_model: str) -> None:
+def apply_status(ws: Workstream, jobs: JobStatus | None, stamp: SummaryStamp | None, compression_model: str) -> None:
     """Set a workstream's badge (and progress, last error) from its jobs and its summary's stamp."""
-    stale = False
-    if summary_row is not None:
-        stale = stale_fields(summary_row["model"], summary_row["prompt_version"], compression_model)
-    ws.compression = status_from_jobs(jobs["states"] if jobs else set(), None, summary_row is not None, stale)
+    stale = stamp is not None and stale_fields(stamp.model, stamp.prompt_version, compression_model)
+    ws.compression = status_from_jobs(jobs, stamp is not None, stale)
     if jobs:
-        ws.progress = JobProgress(jobs["done"], jobs["total"])
-        ws.last_error = jobs["error"]
+        ws.progress = jobs.progress
+        ws.last_error = jobs.error
 
 
-def workstreams_from_rows(rows: Iterable[Row], status_rows: Iterable[Row],
+def workstreams_from_rows(rows: Iterable[Row], status: dict[str, JobStatus],
                           compression_model: str) -> list[Workstream]:
-    """The workstream list from `queries.workstreams` and `queries.JOB_STATUS` rows."""
-    status = job_status(status_rows)
+    """The workstream list from `queries.workstreams` rows (each with its summary's stamp) and the
+    folded job status."""
     out = []
     for row in rows:
         ws = workstream_from_row(row)
         model = row["summary_model"]
-        stamp = {"model": model, "prompt_version": row["summary_prompt_version"]} if model is not None else None
+        stamp = SummaryStamp(model, row["summary_prompt_version"]) if model is not None else None
         apply_status(ws, status.get(ws.id), stamp, compression_model)
         out.append(ws)
     return out

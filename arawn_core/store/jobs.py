@@ -14,8 +14,8 @@ import random
 import time
 from typing import Any
 
-from arawn_core.models import CompressionJob, JobKind, JobState, new_id, utc_now
-from arawn_core.store.converters import job_from_row
+from arawn_core.models import CompressionJob, JobKind, JobState, JobStatus, new_id, utc_now
+from arawn_core.store.converters import job_from_row, job_status_from_rows
 from arawn_core.store import queries
 from arawn_core.store.db import Database
 from arawn_core.store.recovery import orphaned_jobs
@@ -171,6 +171,8 @@ class JobQueue:
             return None
         return max(0.0, row[0] - time.time())
 
-    async def status_rows(self) -> list[Any]:
-        """Per workstream: open/failed job states and progress, for badges."""
-        return await self.db.fetchall(queries.JOB_STATUS)
+    async def status(self, workstream_id: str | None = None, per_session: bool = False) -> dict[str, JobStatus]:
+        """Open and failed jobs folded per workstream (or, with `per_session`, per session of
+        `workstream_id`, session jobs only); the SQL and the folding are shared with the read path."""
+        sql, params = queries.job_status(workstream_id, per_session)
+        return job_status_from_rows(await self.db.fetchall(sql, params), per_session)

@@ -22,9 +22,19 @@ def workstreams(include_archived: bool, limit: int | None = None) -> str:
             " ORDER BY w.is_scratch DESC, w.updated_at DESC" + (f" LIMIT {int(limit)}" if limit is not None else ""))
 
 
-#: Open and failed jobs, per workstream, for the compression badges.
-JOB_STATUS = ("SELECT workstream_id, state, kind, last_error, progress_done, progress_total FROM jobs"
-              " WHERE state IN ('pending','running','failed')")
+def job_status(workstream_id: str | None = None, per_session: bool = False) -> tuple[str, tuple[Any, ...]]:
+    """Open and failed jobs (of one workstream; only session jobs with `per_session`), oldest
+    change first, for the badges (folded by `converters.job_status_from_rows`)."""
+    sql = ("SELECT workstream_id, session_id, state, kind, last_error, progress_done, progress_total FROM jobs"
+           " WHERE state IN ('pending','running','failed')")
+    params: tuple[Any, ...] = ()
+    if workstream_id:
+        sql += " AND workstream_id = ?"
+        params = (workstream_id,)
+    if per_session:
+        sql += " AND kind = 'session'"
+    return sql + " ORDER BY updated_at", params
+
 
 #: Start-up recovery: how far each workstream's messages.jsonl is indexed ...
 LOG_OFFSETS = "SELECT id, log_offset FROM workstreams"

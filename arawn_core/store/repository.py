@@ -22,6 +22,7 @@ from arawn_core.models import (
     Session,
     Summary,
     SummaryKind,
+    SummaryStamp,
     Workstream,
     WorkstreamState,
     new_id,
@@ -46,8 +47,7 @@ EVENTS_FILE = "events.jsonl"
 Progress = Callable[[int, int], None]
 
 
-class NotFound(LookupError):
-    pass
+from arawn_core.errors import NotFound  # noqa: E402,F401  (defined with the other errors; re-exported)
 
 
 def checked_id(value: str) -> str:
@@ -122,7 +122,19 @@ class Repository:
         return workstream_from_row(row)
 
     async def workstream_rows(self, include_archived: bool, limit: int | None = None) -> list[Any]:
+        """`queries.workstreams` rows (mapped by `converters.workstreams_from_rows`, as on the read path)."""
         return await self.db.fetchall(queries.workstreams(include_archived, limit))
+
+    async def session_summary_stamps(self, workstream_id: str) -> dict[str, SummaryStamp]:
+        """session id -> its summary's text and what it was made with, for one workstream's sessions."""
+        rows = await self.db.fetchall(
+            "SELECT s.id, m.text, m.model, m.prompt_version FROM sessions s JOIN summaries m ON m.id = s.summary_id"
+            " WHERE s.workstream_id = ?", (workstream_id,))
+        return {r["id"]: SummaryStamp(r["model"], r["prompt_version"], r["text"]) for r in rows}
+
+    async def index_offsets(self) -> list[tuple[str, int]]:
+        """(workstream id, bytes of its messages.jsonl indexed so far), for crash recovery."""
+        return [(r[0], r[1]) for r in await self.db.fetchall(queries.LOG_OFFSETS)]
 
     async def find_workstreams_by_title(self, title: str) -> list[Workstream]:
         rows = await self.db.fetchall("SELECT * FROM workstreams WHERE title = ?", (title,))
@@ -530,9 +542,7 @@ class Repository:
 
 def _note_import(last: dict[str, tuple[str, str]], m: Message) -> None:
     """Track (import key, latest timestamp) per imported session."""
-    meta = m.metadata if isinstance(m.metadata, dict) else {}
-    info = meta.get("import")
-    key = info.get("key") if isinstance(info, dict) else None
+    key = m.import_key
     if key:
         prev = last.get(m.session_id)
         last[m.session_id] = (key, max(m.timestamp, prev[1]) if prev else m.timestamp)
