@@ -6,19 +6,14 @@ key (or line) and what was expected, so the CLI can print it and exit 2.
 
 from __future__ import annotations
 
-import difflib
 import os
 import sys
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-import platformdirs
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+# tomllib, platformdirs and difflib are imported where used: with no config file (or --data-dir
+# given) a one-shot command never needs them, and each costs a noticeable part of its start-up.
 
 APP_NAME = "arawn"
 DEFAULT_HOST = "http://127.0.0.1:11434"
@@ -97,6 +92,8 @@ class Settings:
     def data_dir(self) -> Path:
         if self.workstream.data_dir:
             return Path(self.workstream.data_dir).expanduser()
+        import platformdirs
+
         return Path(platformdirs.user_data_dir(APP_NAME))
 
     @property
@@ -157,6 +154,8 @@ def _build(cls: type, data: dict[str, Any], prefix: str, where: str) -> Any:
     for key, value in data.items():
         dotted = f"{prefix}{_shown(key)}"
         if key not in known:
+            import difflib
+
             near = difflib.get_close_matches(key, list(known), n=1)
             hint = f" (did you mean {prefix}{near[0]!s}?)" if near else ""
             what = "section" if isinstance(value, dict) else "key"
@@ -193,6 +192,10 @@ def _build(cls: type, data: dict[str, Any], prefix: str, where: str) -> Any:
 
 
 def parse_settings(text: str, where: str = "<config>") -> Settings:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -203,6 +206,8 @@ def parse_settings(text: str, where: str = "<config>") -> Settings:
 
 
 def default_config_path() -> Path:
+    import platformdirs
+
     return Path(platformdirs.user_config_dir(APP_NAME)) / "arawn.toml"
 
 

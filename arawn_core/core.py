@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, AsyncIterator, Callable
 
 from arawn_core import events as ev
 from arawn_core.compression.budget import TokenBudget, TokenEstimator
-from arawn_core.compression.staleness import is_stale, stale_fields
 
 if TYPE_CHECKING:
     from arawn_core.compression.runner import JobOutcome, JobRunner
@@ -31,7 +30,6 @@ from arawn_core.models import (
     CompressionStatus,
     JobKind,
     JobState,
-    JobStatus,
     Message,
     Session,
     Summary,
@@ -42,9 +40,12 @@ from arawn_core.models import (
     new_id,
     utc_now,
 )
-from arawn_core.store.converters import status_from_jobs
+from arawn_core.staleness import is_stale, stale_fields
+from arawn_core.store import queries
+from arawn_core.store.converters import apply_status, status_from_jobs, workstreams_from_rows
 from arawn_core.store.db import Database, ensure_private_dir
 from arawn_core.store.jobs import JobQueue
+from arawn_core.store.recovery import logs_behind
 from arawn_core.runtime import Scheduler
 from arawn_core.store.repository import Repository
 from arawn_core.errors import BackendUnavailable, NotFound, UsageError  # noqa: F401  (UsageError re-exported)
@@ -120,12 +121,11 @@ class ArawnCore:
     async def _recover(self) -> None:
         """After a crash: index JSONL lines SQLite missed; orphaned running jobs back to pending."""
         offsets = await self.repo.index_offsets()
-        behind = await asyncio.to_thread(
-            lambda: [ws_id for ws_id, indexed in offsets if _file_size(self.repo.messages_path(ws_id)) > indexed])
+        behind = await asyncio.to_thread(logs_behind, self.settings.data_dir, offsets)
         for ws_id in behind:
             await self.repo.catch_up(ws_id)
         await self.queue.recover_orphans()
-        if await self.repo.kv_get("fts_rebuild"):  # schema 3 replaced the full-text index
+        if await self.db.fetchone(queries.FTS_REBUILD_FLAG):  # schema 3 replaced the full-text index
             await self.repo.rebuild_message_index()
 
     async def close(self, end_sessions: bool | None = None) -> None:
@@ -151,28 +151,18 @@ class ArawnCore:
         return override or self.settings.compression_model
 
     # ---- workstreams ---------------------------------------------------
-    async def list_workstreams(self, include_archived: bool = False) -> list[Workstream]:
-        workstreams = await self.repo.list_workstreams(include_archived)
-        status = await self.queue.status()
-        stamps = await self.repo.workstream_summary_stamps()
-        for ws in workstreams:
-            self._apply_status(ws, status.get(ws.id), stamps.get(ws.id))
-        return workstreams
-
-    def _apply_status(self, ws: Workstream, jobs: JobStatus | None, stamp: SummaryStamp | None) -> None:
-        stale = stamp is not None and stale_fields(stamp.model, stamp.prompt_version, self.compression_model())
-        ws.compression = status_from_jobs(jobs, stamp is not None, stale)
-        if jobs:
-            ws.progress = jobs.progress
-            ws.last_error = jobs.error
+    async def list_workstreams(self, include_archived: bool = False, limit: int | None = None) -> list[Workstream]:
+        """In list order; only the first `limit` if given (a first screen, the rest read after it)."""
+        # the same queries and mapping as the sync read path (arawn_core.readonly)
+        rows = await self.repo.workstream_rows(include_archived, limit)
+        return workstreams_from_rows(rows, await self.queue.status(), self.compression_model())
 
     async def get_workstream(self, workstream_id: str) -> Workstream:
         ws = await self.repo.get_workstream(workstream_id)
         summary = await self.repo.workstream_summary(ws.id)
         ws.summary = summary.text if summary else None
-        ws.session_count = await self.repo.workstream_count_sessions(ws.id)
         stamp = SummaryStamp(summary.provenance.model, summary.provenance.prompt_version) if summary else None
-        self._apply_status(ws, (await self.queue.status(ws.id)).get(ws.id), stamp)
+        apply_status(ws, (await self.queue.status(ws.id)).get(ws.id), stamp, self.compression_model())
         return ws
 
     async def resolve_workstream(self, ref: str) -> Workstream:
@@ -553,9 +543,3 @@ async def _load_contexts(repo: Repository) -> ContextMemory:
         log.warning("ignoring unreadable server context state")
         return ContextMemory()
 
-
-def _file_size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        return 0

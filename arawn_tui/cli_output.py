@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import json
-import re
 import sys
 import time
-from typing import Any, Callable, TextIO
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, Callable, TextIO
 
-from arawn_core import events as ev
-from arawn_core.models import CompressionJob, Message, Session, Summary, Workstream
+if TYPE_CHECKING:
+    import re
+
+    from arawn_core import events as ev
+    from arawn_core.models import CompressionJob, Message, Session, Summary, Workstream
 
 
-_C1 = re.compile("[\x7f-\x9f]")
+@lru_cache(maxsize=1)
+def _c1() -> re.Pattern[str]:
+    import re  # compiled on first use: most commands print no JSON
+
+    return re.compile("[\x7f-\x9f]")
 
 
 def escape_c1(json_text: str) -> str:
@@ -21,7 +28,7 @@ def escape_c1(json_text: str) -> str:
     json escapes C0 controls itself but writes these raw; inside JSON they can only be in strings,
     where the escape means the same character, so the document parses to exactly the same data.
     """
-    return _C1.sub(lambda m: f"\\u{ord(m.group()):04x}", json_text)
+    return _c1().sub(lambda m: f"\\u{ord(m.group()):04x}", json_text)
 
 
 def print_json(doc: Any) -> None:
@@ -167,6 +174,8 @@ class ProgressReporter(_Line):
         self.quiet = quiet
 
     def on_event(self, event: ev.Event) -> None:
+        from arawn_core import events as ev  # loaded with the engine that publishes them
+
         if self.quiet:
             return
         if isinstance(event, ev.JobStarted):
