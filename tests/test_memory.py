@@ -270,7 +270,7 @@ async def test_a_store_from_before_titles_gets_them_on_open(settings, fake_backe
 
 
 async def test_a_store_from_before_versions_gets_its_history_from_events(settings, fake_backend) -> None:
-    """Schema 4 arrives on a store whose events.jsonl already holds several workstream summaries:
+    """Schema 5 arrives on a store whose events.jsonl already holds several workstream summaries:
     on open they all become versions, numbered as reindex numbers them."""
     import sqlite3
 
@@ -292,3 +292,10 @@ async def test_a_store_from_before_versions_gets_its_history_from_events(setting
         assert [v.to_dict() for v in await core.summary_versions(ws.id)] == before
     finally:
         await core.close(end_sessions=False)
+
+
+def test_a_dropped_first_line_goes_back_before_its_neighbour() -> None:
+    previous = "- mine first\n## Goals\n- a\n- mine last"
+    text, restored = restore_protected("## Goals\n- a\n- b", ["- mine first", "- mine last"], previous)
+    assert restored == ["- mine first", "- mine last"]
+    assert text == "- mine first\n## Goals\n- a\n- mine last\n- b"

@@ -23,7 +23,8 @@ from arawn_core.compression.chunking import ChunkItem
 from arawn_core.llm.base import ChatMessage
 from arawn_core.memory.steer import Steer
 
-PROMPT_VERSION = "2026-11-28.1"
+# Defined with the staleness rule (listing reads it without importing this package): bump it there.
+from arawn_core.staleness import PROMPT_VERSION  # noqa: F401
 
 #: Chars a rendered transcript item costs beyond its text: "[role, part i/n, part j/m]\n" + "\n\n".
 #: The planner uses this; the real request is re-estimated before sending anyway.

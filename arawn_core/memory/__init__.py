@@ -1,4 +1,6 @@
 """Memory the user can steer: pinned notes, summary versions, protected lines, focus, fork.
 
-Pure logic (no SQL, no UI); the store keeps it in SQLite and events.jsonl.
+`pins`, `versions` and `steer` are pure logic (no SQL, no UI); `commands` holds the
+ArawnCore methods over them, which keep everything in events.jsonl and SQLite
+(`arawn_core.store.memory`).
 """

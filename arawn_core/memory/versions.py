@@ -125,8 +125,9 @@ def restore_protected(text: str, protected: list[str], previous: str | None) -> 
     """Put back every protected line missing from `text`, verbatim; returns (text, lines put back).
 
     Deterministic: a missing line goes right after the nearest line that preceded it in
-    `previous` (the version it was protected in) and is still in `text`; with no such
-    anchor it is appended at the end, in the order of `previous`.
+    `previous` (the version it was protected in) and is still in `text`, else right before
+    the nearest one that followed it; with neither it is appended at the end, in the order
+    of `previous`.
     """
     missing = missing_lines(text, protected)
     if not missing:
@@ -141,15 +142,7 @@ def restore_protected(text: str, protected: list[str], previous: str | None) -> 
         i = order.get(_key(line))
         placed = False
         if i is not None:
-            for j in range(i - 1, -1, -1):  # the nearest earlier line of `previous` still present
-                anchor = prev_keys[j]
-                if not anchor:
-                    continue
-                at = next((n for n, x in enumerate(lines) if _key(x) == anchor), None)
-                if at is not None:
-                    lines.insert(at + 1, line)
-                    placed = True
-                    break
+            placed = _insert_near(lines, line, prev_keys, i)
         if not placed:
             tail.append(line)
     if tail:
@@ -160,6 +153,22 @@ def restore_protected(text: str, protected: list[str], previous: str | None) -> 
     if text.endswith("\n"):
         out += "\n"
     return out, missing
+
+
+def _insert_near(lines: list[str], line: str, prev_keys: list[str], i: int) -> bool:
+    """Put `line` (line `i` of the previous version) next to its nearest surviving neighbour there."""
+    def find(anchor: str) -> int | None:
+        return next((n for n, x in enumerate(lines) if _key(x) == anchor), None)
+
+    for j in range(i - 1, -1, -1):
+        if prev_keys[j] and (at := find(prev_keys[j])) is not None:
+            lines.insert(at + 1, line)
+            return True
+    for j in range(i + 1, len(prev_keys)):
+        if prev_keys[j] and (at := find(prev_keys[j])) is not None:
+            lines.insert(at, line)
+            return True
+    return False
 
 
 def unified_diff(a: SummaryVersion, b: SummaryVersion) -> str:
