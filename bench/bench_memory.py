@@ -8,14 +8,14 @@ Data lives under /tmp/memory-bench (fresh every run; a FakeBackend, no model).
    messages, with 0 pins and with 20 pins of ~200 characters, alternating runs.
 2. Protected-line restore after a reduce: `restore_protected` on a 1,000-line
    summary with 50 protected lines of which 30 were dropped.
-3. Versions: a workstream with 500 summary versions (alternating user edits and
-   reverts): `summary_versions` (history), `diff_versions` of two versions,
-   `revert_summary`, each timed; and `reindex` of that workstream (every version
-   rebuilt from events.jsonl) against the same workstream's reindex without
-   memory events (same messages, summaries written as before, no versions/pins).
+3. Versions: a workstream with 500 summary versions (user edits, every fifth a
+   revert): the cost of writing one, `summary_versions` (history, texts included),
+   `diff_versions` of two versions and `revert_summary`, each timed; then `reindex`
+   of that workstream with 100 pins added (every version and pin rebuilt from
+   events.jsonl).
 4. Session titles while indexing: `append_messages` of 20,000 messages in 200
    sessions with the title update and with it replaced by a no-op, alternating
-   fresh data dirs.
+   fresh data dirs (on a loaded machine the two are within noise of each other).
 """
 
 from __future__ import annotations

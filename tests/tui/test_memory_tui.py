@@ -219,3 +219,25 @@ def test_summary_history_view(snap_compare, tui_settings, tmp_path):
         await pilot.pause(0.3)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+async def test_pins_over_budget_are_flagged_in_the_panel(make_app, tmp_path):
+    from arawn_core.config import parse_settings
+    from tests.tui.conftest import TEST_TOML
+
+    settings = parse_settings(TEST_TOML.replace("[llm]", "[workstream]\npin_budget_tokens = 100\n\n[llm]"),
+                              "tight.toml").with_data_dir(tmp_path / "tight")
+    core = await open_core(settings)
+    ws = await core.create_workstream("Tight")
+    await core.add_pin(ws.id, "fits PIN-A")
+    await core.add_pin(ws.id, "too long PIN-B " + "words " * 100)
+    await core.close(end_sessions=False)
+    app = make_app(settings)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        view = app.main_screen.query_one(PinsView)
+        await wait_until(pilot, lambda: view.fit is not None and view.fit.over_budget, what="the pins' fit")
+        warning = view.query_one("#pins-warning", Static)
+        assert warning.display and "1 of 2 pinned notes left out" in str(warning.render())
+        assert "(left out: over budget)" in str(view.query_one("#pins-body", Static).render())
+        await settle(pilot)
