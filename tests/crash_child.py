@@ -111,8 +111,8 @@ async def work(core: ArawnCore, stall: str | None) -> None:
     if stall == "prepare":
         original = core.repo.prepare_summary
 
-        async def prepare_then_stop(summary, folded=None):
-            await original(summary, folded)
+        async def prepare_then_stop(summary, *args, **kwargs):
+            await original(summary, *args, **kwargs)
             await _stop_here(core, "prepared")
 
         core.repo.prepare_summary = prepare_then_stop  # type: ignore[method-assign]
