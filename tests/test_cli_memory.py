@@ -141,3 +141,40 @@ def test_ws_fork_and_session_rename(capsys, data_dir: Path, fake_backend) -> Non
     after = cli_json(capsys, data_dir, "ws", "show", fork_id, backend=fake_backend)
     assert after["origin"] == shown["origin"] and after["pins"] == shown["pins"]
     assert cli_json(capsys, data_dir, "session", "list", "Origin", backend=fake_backend)[0]["title"] == "Garden plan"
+
+
+def test_pins_edits_and_focus_over_real_http_through_the_installed_entry(data_dir: Path, ollama_server) -> None:
+    """The CLI in its own processes against the Ollama-protocol server: the pin is in the chat request,
+    the focus and the protected line are in the compression requests, the line is in the summary."""
+    from tests.test_headless import _subprocess_cli
+
+    cfg = data_dir.parent / "cfg.toml"
+    cfg.write_text(f'[llm]\nbackend = "ollama"\nmodel = "{ollama_server.engine.name}"\nnum_ctx = 2048\n'
+                   "[workstream.compression]\nmax_summary_tokens = 256\nverbatim_max_chars = 0\n")
+
+    def run(*argv: str, stdin: str | None = None):
+        p = _subprocess_cli(data_dir, ollama_server.url, "--config", str(cfg), *argv, stdin=stdin)
+        assert p.returncode == 0, p.stderr
+        return p
+
+    run("ws", "create", "HTTP")
+    pin_id = run("pin", "HTTP", "-", stdin="PINNED-NOTE budget is 40k\n").stdout.strip()
+    run("chat", "HTTP", "hello MARKER-one")
+    chats = [r for r in ollama_server.requests if r.path == "/api/chat"]
+    assert "PINNED-NOTE budget is 40k" in chats[-1]["messages"][0]["content"]
+    run("session", "end", "HTTP", "--wait")
+    summary = json.loads(run("--json", "summary", "HTTP").stdout)["text"]
+    run("summary", "HTTP", "--set", "-", stdin=summary + "\n- USER-LINE keep the 40k budget\n")
+    run("chat", "HTTP", "second session MARKER-two")
+    run("session", "end", "HTTP")
+    before = len(ollama_server.requests)
+    run("compress", "HTTP", "--focus", "FOCUS-ON-BUDGET")
+    sent = [r for r in ollama_server.requests[before:] if r.path == "/api/chat"]
+    assert sent and all("FOCUS-ON-BUDGET" in r["messages"][0]["content"] for r in sent)
+    assert any("- USER-LINE keep the 40k budget" in r["messages"][-1]["content"] for r in sent)  # the KEEP block
+    final = json.loads(run("--json", "summary", "HTTP").stdout)["text"]
+    assert "- USER-LINE keep the 40k budget" in final.splitlines()
+    history = json.loads(run("--json", "summary", "HTTP", "--history").stdout)
+    assert [h["author"] for h in history] == ["model", "user", "model"]
+    assert history[-1]["provenance"]["focus"] == "FOCUS-ON-BUDGET"
+    run("unpin", "HTTP", pin_id)
