@@ -39,7 +39,7 @@ from arawn_core.models import (
     utc_now,
 )
 from arawn_core.store.converters import status_from_jobs, workstream_from_row
-from arawn_core.store.db import Database, ensure_private_dir
+from arawn_core.store.db import CorruptIndex, Database, ensure_private_dir, move_aside
 from arawn_core.store.jobs import JobQueue
 from arawn_core.store.repository import NotFound, Repository
 
@@ -80,8 +80,24 @@ class ArawnCore:
     # ---- lifecycle -----------------------------------------------------
     @classmethod
     async def open(cls, settings: Settings, backend: LLMBackend | None = None) -> ArawnCore:
+        """Open the data dir. A damaged index is moved aside (arawn.db.corrupt-<time>) and rebuilt from
+        the JSONL files, which hold everything it did; `notices` says so."""
         data_dir = settings.data_dir
-        ensure_private_dir(data_dir)
+        ensure_private_dir(data_dir, link_ok=True)
+        try:
+            return await cls._open(settings, backend)
+        except CorruptIndex as exc:
+            if not _writable_dir(data_dir):
+                raise
+            aside = move_aside(exc.path)
+        core = await cls._open(settings, backend)
+        core.repo.notice(f"{exc.path} was damaged; moved it to {aside.name} and rebuilt the index from the"
+                         " message files")
+        return core
+
+    @classmethod
+    async def _open(cls, settings: Settings, backend: LLMBackend | None) -> ArawnCore:
+        data_dir = settings.data_dir
         db = await Database.open(data_dir / "arawn.db")
         try:
             repo = Repository(db, data_dir)
@@ -105,13 +121,17 @@ class ArawnCore:
             raise
         return core
 
+    @property
+    def notices(self) -> list[str]:
+        """One line per problem met reading or indexing the files (bad lines, a rebuilt index...)."""
+        return self.repo.notices
+
     async def _recover(self) -> None:
-        """After a crash: index JSONL lines SQLite missed; orphaned running jobs back to pending."""
-        rows = await self.db.fetchall("SELECT id, log_offset FROM workstreams")
-        behind = await asyncio.to_thread(
-            lambda: [r[0] for r in rows if _file_size(self.repo.messages_path(r[0])) > r[1]])
-        for ws_id in behind:
-            await self.repo.catch_up(ws_id)
+        """After a crash or a damaged/missing index: index what the files hold and SQLite misses
+        (workstreams, events, JSONL lines); orphaned running jobs back to pending."""
+        await self.repo.catch_up_all()
+        if self.db.read_only:
+            return
         await self.queue.recover_orphans()
         if await self.repo.kv_get("fts_rebuild"):  # schema 3 replaced the full-text index
             await self.repo.rebuild_message_index()
@@ -525,6 +545,12 @@ class ArawnCore:
 
     async def backend_info(self) -> BackendInfo:
         return await self.backend.info()
+
+
+def _writable_dir(path: Path) -> bool:
+    from arawn_core.store.db import writable
+
+    return writable(path)
 
 
 def _file_size(path: Path) -> int:

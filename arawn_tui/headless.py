@@ -19,10 +19,11 @@ from arawn_core.core import ArawnCore, UsageError
 from arawn_core.llm.base import LLMBackend
 from arawn_core.llm.errors import BackendUnavailable, LLMError
 from arawn_core.models import JobState
-from arawn_core.store.db import DatabaseError
-from arawn_core.store.jsonl import StorageFull
+from arawn_core.store.db import DatabaseError, DataDirError, ReadOnlyStore
+from arawn_core.store.jsonl import BadRecord, StorageFull, UnsafePath
 from arawn_core.store.repository import NotFound
 from arawn_tui import cli_output as out
+from arawn_tui.sanitize import StreamSanitizer
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 
@@ -38,6 +39,24 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise CliError(f"{self.prog}: {message} (see --help)", EXIT_USAGE)
+
+
+def bounded_int(lo: int, hi: int) -> Callable[[str], int]:
+    """An argparse type: an integer in [lo, hi], else a one-line usage error naming the range."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{text[:40]} is out of range: use {lo} to {hi}")
+        return value
+    parse.__name__ = "integer"
+    return parse
+
+
+#: The most hits one search returns (a bigger --limit is refused, not silently capped).
+MAX_SEARCH_LIMIT = 10_000
 
 
 def build_parser() -> Parser:
@@ -104,7 +123,8 @@ def build_parser() -> Parser:
     search.add_argument("--workstream")
     search.add_argument("--role")
     search.add_argument("--since", help="ISO date, e.g. 2026-11-01")
-    search.add_argument("--limit", type=int, default=20)
+    search.add_argument("--limit", type=bounded_int(1, MAX_SEARCH_LIMIT), default=20,
+                        help=f"most hits to show (1-{MAX_SEARCH_LIMIT}, default 20)")
 
     sub.add_parser("reindex", help="rebuild the SQLite index from the JSONL files")
     sub.add_parser("doctor", help="check config, data dir, backend, model and context size")
@@ -117,7 +137,16 @@ async def _run(args: argparse.Namespace, settings: Settings, backend: LLMBackend
         handler = HANDLERS[args.command]
         return await handler(core, args)
     finally:
+        _print_notices(core.notices)
         await core.close(end_sessions=False)
+
+
+def _print_notices(notices: list[str], limit: int = 20) -> None:
+    """Problems met reading the files (bad lines, a rebuilt index): one stderr line each."""
+    for text in notices[:limit]:
+        print(f"arawn: warning: {out.line(text)}", file=sys.stderr)
+    if len(notices) > limit:
+        print(f"arawn: warning: ... and {len(notices) - limit} more", file=sys.stderr)
 
 
 # ---- command handlers -------------------------------------------------------
@@ -126,6 +155,8 @@ async def cmd_ws(core: ArawnCore, args: argparse.Namespace) -> int:
     if args.ws_cmd == "list":
         items = await core.list_workstreams(include_archived=args.all)
         out.emit(args, lambda: [w.to_dict() for w in items], lambda: out.ws_table(items))
+        if any("could not be indexed" in n for n in core.notices):
+            return EXIT_FAILED  # the list is incomplete: the warnings above say which and why
     elif args.ws_cmd == "create":
         ws = await core.create_workstream(args.title, args.tag)
         out.emit(args, ws.to_dict(), lambda: print(ws.id))
@@ -154,11 +185,16 @@ async def cmd_chat(core: ArawnCore, args: argparse.Namespace) -> int:
     if not text.strip():
         raise UsageError("the message is empty")
     parts: list[str] = []
-    async for piece in core.send(ws.id, text):
-        parts.append(piece)
+    shown = StreamSanitizer()  # the model's text: no terminal escapes reach the terminal
+    try:
+        async for piece in core.send(ws.id, text):
+            parts.append(piece)
+            if not args.json:
+                sys.stdout.write(shown.feed(piece))
+                sys.stdout.flush()
+    finally:
         if not args.json:
-            sys.stdout.write(out.inert(piece))  # the model's text: no terminal escapes reach the terminal
-            sys.stdout.flush()
+            sys.stdout.write(shown.flush())
     session = await core.active_session(ws.id)
     if args.json:
         out.print_json({"workstream_id": ws.id, "session_id": session.id if session else None,
@@ -204,7 +240,7 @@ async def _work(core: ArawnCore, workstream_id: str | None, args: argparse.Names
         raise CliError(f"{err} (the work stays queued; run `arawn --headless jobs run` later)", EXIT_UNREACHABLE)
     failed = [o for o in outcomes if not o.ok and not o.will_retry]
     for o in failed:
-        print(f"arawn: job {o.job.id} ({o.job.kind.value}) failed: {out.inert(str(o.error))}", file=sys.stderr)
+        print(f"arawn: job {o.job.id} ({o.job.kind.value}) failed: {out.line(str(o.error))}", file=sys.stderr)
     return EXIT_FAILED if failed else EXIT_OK
 
 
@@ -236,7 +272,7 @@ async def cmd_import(core: ArawnCore, args: argparse.Namespace) -> int:
     report = await core.import_file(Path(args.path), args.format, ws_id, reporter.update)
     reporter.close()
     for problem in report.problems:
-        print(out.inert(f"arawn: {args.path}: {problem.where}: {problem.reason} (skipped)"), file=sys.stderr)
+        print(out.line(f"arawn: {args.path}: {problem.where}: {problem.reason} (skipped)"), file=sys.stderr)
     code = EXIT_OK
     if args.compress and report.conversations_imported:
         await core.compress(report.workstream_id)
@@ -296,7 +332,7 @@ async def cmd_reindex(core: ArawnCore, args: argparse.Namespace) -> int:
     counts = await core.reindex(reporter.update)
     reporter.close()
     out.emit(args, counts, lambda: print(", ".join(f"{v} {k}" for k, v in counts.items())))
-    return EXIT_OK
+    return EXIT_FAILED if counts.get("failed") else EXIT_OK
 
 
 async def cmd_doctor(core: ArawnCore, args: argparse.Namespace) -> int:
@@ -333,18 +369,21 @@ def run(argv: list[str], backend: LLMBackend | None = None) -> int:
         return asyncio.run(_run(args, settings, backend))
     except CliError as exc:
         return _fail(str(exc), exc.code)
-    except (ConfigError, UsageError, NotFound) as exc:
+    except (ConfigError, UsageError, NotFound, DataDirError, UnsafePath, ReadOnlyStore) as exc:
         return _fail(str(exc), EXIT_USAGE)
     except BackendUnavailable as exc:
         return _fail(str(exc), EXIT_UNREACHABLE)
-    except (LLMError, DatabaseError, StorageFull) as exc:
+    except (LLMError, DatabaseError, StorageFull, BadRecord) as exc:
         return _fail(str(exc), EXIT_FAILED)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
     except BrokenPipeError:
         return EXIT_OK
+    except OSError as exc:  # the file system refused (permissions, a read-only disk, I/O error)
+        where = f"{exc.filename}: " if exc.filename else ""
+        return _fail(f"{where}{exc.strerror or exc}", EXIT_FAILED)
 
 
 def _fail(message: str, code: int) -> int:
-    print(f"arawn: {out.inert(message)}", file=sys.stderr)  # may quote a server's or a file's text
+    print(f"arawn: {out.line(message)}", file=sys.stderr)  # may quote a server's or a file's text
     return code

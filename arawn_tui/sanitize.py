@@ -5,13 +5,20 @@ sequences, control characters or bidi overrides. Rendered raw they could move
 the cursor, change colours, or reorder what the user reads. Every piece of
 stored content passes through `inert` before it reaches a widget; widgets then
 render it as `Content` or Markdown (never as Rich/Textual markup).
+
+The headless CLI prints through the same `inert` (`arawn_tui.cli_output`), so
+the terminal sees the same neutralised text whichever front end printed it:
+content, titles, file names, model names and servers' error text alike.
+This module imports nothing heavy: the CLI's start path loads it.
 """
 
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-from markdown_it import MarkdownIt
+if TYPE_CHECKING:
+    from markdown_it import MarkdownIt
 
 # C0 controls except \t and \n, DEL, and C1 controls.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\x80-\x9f]")
@@ -79,4 +86,6 @@ def markdown_parser() -> MarkdownIt:
     The usual parsers accept HTML and then the renderers drop it, so a `<div>`
     in a reply would silently vanish; content must stay visible as written.
     """
+    from markdown_it import MarkdownIt
+
     return MarkdownIt("gfm-like", {"html": False})
