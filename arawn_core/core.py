@@ -89,9 +89,10 @@ class ArawnCore:
         except CorruptIndex as exc:
             if not _writable_dir(data_dir):
                 raise
-            aside = move_aside(exc.path)
+            damaged = exc.path
+            aside = move_aside(damaged)
         core = await cls._open(settings, backend)
-        core.repo.notice(f"{exc.path} was damaged; moved it to {aside.name} and rebuilt the index from the"
+        core.repo.notice(f"{damaged} was damaged; moved it to {aside.name} and rebuilt the index from the"
                          " message files")
         return core
 

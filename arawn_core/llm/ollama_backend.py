@@ -109,7 +109,7 @@ def _usage(reply: Any, options: ChatOptions, host: str) -> Usage:
     completion = reply.eval_count or 0
     limit = max(options.num_predict, options.num_ctx)
     if not 0 <= prompt <= options.num_ctx or not 0 <= completion <= limit:
-        log.warning("ignoring absurd token counts from %s: prompt_eval_count=%r eval_count=%r (num_ctx %d)",
+        log.info("ignoring absurd token counts from %s: prompt_eval_count=%r eval_count=%r (num_ctx %d)",
                     host, reply.prompt_eval_count, reply.eval_count, options.num_ctx)
         prompt = prompt if 0 <= prompt <= options.num_ctx else 0
         completion = completion if 0 <= completion <= limit else 0

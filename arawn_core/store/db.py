@@ -93,7 +93,7 @@ def tighten(path: Path, mode: int) -> None:
         try:
             os.chmod(path, mode)
         except OSError as exc:
-            log.warning("cannot tighten %s to %o: %s", path, mode, exc.strerror)
+            log.info("cannot tighten %s to %o: %s", path, mode, exc.strerror)
 
 
 def ensure_private_dir(path: Path, *, link_ok: bool = False) -> None:
@@ -112,12 +112,25 @@ def ensure_private_dir(path: Path, *, link_ok: bool = False) -> None:
                            " [workstream] data_dir elsewhere") from None
     except OSError as exc:
         if not path.is_dir():
-            raise DataDirError(f"{path}: cannot create the data directory: {exc.strerror}") from None
+            if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise ReadOnlyStore(f"{path}: cannot be created: {exc.strerror} (the data dir is read-only?);"
+                                    " reading works, writing needs a writable data dir") from None
+            raise DataDirError(f"{path}: cannot create the directory: {exc.strerror}") from None
     if not path.is_dir():
         raise DataDirError(f"{path}: is not a directory; point --data-dir or [workstream] data_dir at one")
     if link_ok and path.is_symlink():
         path = path.resolve()
     tighten(path, DIR_MODE)
+
+
+def _last_change_ns(path: Path) -> int:
+    newest = 0
+    for suffix in ("", "-wal"):
+        try:
+            newest = max(newest, os.stat(str(path) + suffix).st_mtime_ns)
+        except FileNotFoundError:
+            pass
+    return newest
 
 
 def writable(path: Path) -> bool:
@@ -163,6 +176,9 @@ class Database:
         self.read_only = read_only
         #: True when this open created the file (none was there): the index must be built from the files.
         self.created = False
+        #: When the index last changed before this open (newest mtime of the file and its WAL, in ns):
+        #: message files changed later than this hold what the index may miss.
+        self.changed_ns = 0
         self._write_lock = asyncio.Lock()
 
     @classmethod
@@ -176,6 +192,7 @@ class Database:
                 raise UnsafePath(errno.ELOOP, f"{p} is a symbolic link; arawn does not follow links inside its"
                                  " data dir (remove the link)")
         existed = path.exists()
+        changed_ns = _last_change_ns(path)
         if not writable(path.parent) or (existed and not os.access(path, os.W_OK)):
             if not existed:
                 raise ReadOnlyStore(f"{path.parent}: the data dir is read-only and holds no index yet;"
@@ -191,6 +208,7 @@ class Database:
         conn.row_factory = aiosqlite.Row
         db = cls(conn, path)
         db.created = not existed
+        db.changed_ns = changed_ns
         try:
             await db._setup()
         except sqlite3.DatabaseError as exc:
@@ -231,7 +249,9 @@ class Database:
                 await conn.close()
                 raise ReadOnlyStore(f"{path}: the index needs an upgrade but the data dir is read-only;"
                                     " run arawn once where it can write")
-            return cls(conn, path, read_only=True)
+            db = cls(conn, path, read_only=True)
+            db.changed_ns = _last_change_ns(path)
+            return db
         raise DatabaseError(f"{path}: cannot open the index read-only: {last}")
 
     def refuse_write(self) -> None:

@@ -74,7 +74,7 @@ class Repository:
         self.notices: list[str] = []
 
     def notice(self, text: str) -> None:
-        log.warning("%s", text)
+        log.info("%s", text)  # not WARNING: with no logging set up, Python would print it raw on stderr
         if text not in self.notices:
             self.notices.append(text)
 
@@ -93,6 +93,18 @@ class Repository:
         path = self.events_path(workstream_id)
         await asyncio.to_thread(jsonl.append_line, path, line)
 
+    async def _append_event_locked(self, workstream_id: str, event: dict[str, Any],
+                                   undo: list[Callable[[], Any]]) -> None:
+        """Inside a write transaction: the event line, cut back off if the transaction fails.
+
+        So a write that cannot be indexed (the index locked past the busy timeout, a read-only
+        file) leaves events.jsonl as it was, instead of a change the index never saw.
+        """
+        line = (json.dumps(event, ensure_ascii=False) + "\n").encode()
+        path = self.events_path(workstream_id)
+        offset, _ = await asyncio.to_thread(jsonl.append_line, path, line)
+        undo.append(lambda: jsonl.truncate_to(path, offset))
+
     # ---- workstreams ---------------------------------------------------
     async def create_workstream(self, title: str, tags: list[str], is_scratch: bool = False) -> Workstream:
         now = utc_now()
@@ -100,10 +112,12 @@ class Repository:
             id=new_id(), title=title, state=WorkstreamState.ACTIVE, tags=list(tags),
             created_at=now, updated_at=now, is_scratch=is_scratch,
         )
-        ensure_private_dir(self.ws_root)
-        ensure_private_dir(self.ws_dir(ws.id))
-        await self._append_event(ws.id, _ws_event(ws))
-        async with self.db.transaction() as c:
+        self.db.refuse_write()
+        async with self.db.transaction(undo := []) as c:
+            ensure_private_dir(self.ws_root)
+            ensure_private_dir(self.ws_dir(ws.id))
+            undo.append(lambda: _remove_if_empty(self.ws_dir(ws.id)))
+            await self._append_event_locked(ws.id, _ws_event(ws), undo)
             await self._insert_workstream(c, ws)
         return ws
 
@@ -119,8 +133,8 @@ class Repository:
 
     async def update_workstream(self, ws: Workstream, **changes: Any) -> Workstream:
         ws = replace(ws, **changes, updated_at=utc_now())
-        await self._append_event(ws.id, _ws_event(ws))
-        async with self.db.transaction() as c:
+        async with self.db.transaction(undo := []) as c:
+            await self._append_event_locked(ws.id, _ws_event(ws), undo)
             await c.execute(
                 "UPDATE workstreams SET title=?, state=?, tags=?, updated_at=?, model=?, system_prompt=?"
                 " WHERE id=?",
@@ -186,11 +200,10 @@ class Repository:
 
     async def end_session(self, session: Session, reason: str, ended_at: str | None = None) -> Session:
         ended_at = ended_at or utc_now()
-        await self._append_event(
-            session.workstream_id,
-            {"type": "session_end", "session_id": session.id, "ended_at": ended_at, "reason": reason},
-        )
-        async with self.db.transaction() as c:
+        async with self.db.transaction(undo := []) as c:
+            await self._append_event_locked(
+                session.workstream_id,
+                {"type": "session_end", "session_id": session.id, "ended_at": ended_at, "reason": reason}, undo)
             await c.execute("UPDATE sessions SET ended_at = ?, end_reason = ? WHERE id = ? AND ended_at IS NULL",
                             (ended_at, reason, session.id))
         return replace(session, ended_at=ended_at, end_reason=reason)
@@ -706,11 +719,12 @@ class Repository:
         """
         rows = await self.db.fetchall("SELECT id, log_offset FROM workstreams")
         known = {r[0]: r[1] for r in rows}
-        index_ns = await asyncio.to_thread(self._index_mtime_ns)
+        index_ns = self.db.changed_ns
 
         def survey() -> tuple[list[str], list[str], list[str]]:
             missing, stale, behind = [], [], []
             for ws_id in self.workstream_dirs():
+                self.tighten_workstream(ws_id)
                 if ws_id not in known:
                     missing.append(ws_id)
                     continue
@@ -739,20 +753,16 @@ class Repository:
         for ws_id in stale:
             await self.replay_events(ws_id)
         for ws_id in behind:
-            await self.catch_up(ws_id)
+            try:
+                await self.catch_up(ws_id)
+            except (jsonl.StorageFull, jsonl.UnsafePath):
+                raise
+            except (OSError, sqlite3.Error) as exc:  # this workstream's files; the others still open
+                self.notice(f"workstream {ws_id} could not be indexed: {_reason(exc)}; its files are kept as"
+                            " they are")
         if missing:
             self.notice(f"the index was missing {len(missing)} workstream(s); rebuilt them from their files")
         return len(missing) + len(stale) + len(behind)
-
-    def _index_mtime_ns(self) -> int:
-        """When the index last changed: the newest of arawn.db and its WAL."""
-        newest = 0
-        for suffix in ("", "-wal"):
-            try:
-                newest = max(newest, os.stat(str(self.db.path) + suffix).st_mtime_ns)
-            except FileNotFoundError:
-                pass
-        return newest
 
     async def replay_events(self, ws_id: str) -> None:
         """Re-apply a workstream's events (idempotent): its snapshot, session ends and summaries."""
@@ -765,7 +775,12 @@ class Repository:
                     ev = rec.data
                     try:
                         if ev.get("type") == "workstream":
-                            await self._insert_workstream(c, _ws_from_event(ev, ws_id))
+                            ws = _ws_from_event(ev, ws_id)  # UPDATE, not REPLACE: a REPLACE would cascade
+                            await c.execute(  # the delete to the workstream's sessions
+                                "UPDATE workstreams SET title=?, state=?, tags=?, updated_at=max(updated_at, ?),"
+                                " model=?, system_prompt=?, is_scratch=? WHERE id=?",
+                                (ws.title, ws.state.value, json.dumps(ws.tags), ws.updated_at, ws.model,
+                                 ws.system_prompt, int(ws.is_scratch), ws.id))
                         elif ev.get("type") == "session_end":
                             await c.execute("UPDATE sessions SET ended_at = ?, end_reason = ? WHERE id = ?"
                                             " AND ended_at IS NULL",
@@ -784,6 +799,17 @@ class Repository:
                         continue
         except (OSError, sqlite3.Error) as exc:
             self.notice(f"workstream {ws_id}: could not catch up its events: {_reason(exc)}")
+
+
+def _remove_if_empty(directory: Path) -> None:
+    """Undo a workstream directory whose creation was rolled back (only empty files in it)."""
+    try:
+        for entry in os.scandir(directory):
+            if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_size == 0:
+                os.unlink(entry.path)
+        os.rmdir(directory)
+    except OSError:
+        pass
 
 
 def _reason(exc: BaseException) -> str:
