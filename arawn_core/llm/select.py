@@ -98,7 +98,8 @@ def _ollama(settings: Settings, reason: str) -> SelectedOllamaBackend:
 
 
 def _embedded(settings: Settings, reason: str) -> EmbeddedBackend:
-    return EmbeddedBackend(settings.llm.model_path or None, selection_reason=reason)
+    return EmbeddedBackend(settings.llm.model_path or None, selection_reason=reason,
+                           timeout_s=settings.llm.request_timeout_s)
 
 
 async def make_backend(settings: Settings, *, probe_timeout_s: float = PROBE_TIMEOUT_S) -> LLMBackend:
