@@ -54,8 +54,7 @@ def busy_timeout_s() -> float:
         return BUSY_TIMEOUT_S
 
 
-class DatabaseError(Exception):
-    """The index could not be opened or written; names the file."""
+from arawn_core.errors import EXIT_USAGE, DatabaseError, StorageError  # noqa: E402,F401  (re-exported)
 
 
 class CorruptIndex(DatabaseError):
@@ -74,9 +73,13 @@ class IndexBusy(DatabaseError):
 class ReadOnlyStore(DatabaseError):
     """The data dir (or its file system) cannot be written: reads work, this write could not."""
 
+    exit_code = EXIT_USAGE
 
-class DataDirError(Exception):
+
+class DataDirError(StorageError):
     """The data dir is unusable as given (a file, under a file, not creatable): bad input, exit 2."""
+
+    exit_code = EXIT_USAGE
 
 
 def tighten(path: Path, mode: int) -> None:

@@ -23,25 +23,23 @@ from typing import Any, Iterator
 FILE_MODE = 0o600
 
 
-class StorageFull(OSError):
-    """The disk is full: nothing was half-written, retry when space returns."""
-
-    def __str__(self) -> str:  # the message alone, without "[Errno 28]"
-        return str(self.strerror)
+from arawn_core.errors import EXIT_USAGE, StorageError, StorageFull  # noqa: E402,F401  (re-exported)
 
 
 #: Out of space, whatever the limit: the disk (ENOSPC), a quota (EDQUOT) or a file size limit (EFBIG).
 FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
-class UnsafePath(OSError):
-    """A file or directory arawn owns is a symbolic link: refused, never followed."""
+class UnsafePath(StorageError, OSError):
+    """A file or directory arawn owns is a symbolic link: refused, never followed (exit 2)."""
+
+    exit_code = EXIT_USAGE
 
     def __str__(self) -> str:
         return str(self.strerror)
 
 
-class BadRecord(ValueError):
+class BadRecord(StorageError, ValueError):
     """A line the index points at is not the record it should be (hand-edited or damaged file)."""
 
     def __init__(self, path: Path, line_no: int, reason: str) -> None:
