@@ -24,6 +24,8 @@ import httpx
 
 from arawn_core.config import Settings
 from arawn_core.llm.base import BackendInfo, LLMBackend
+from arawn_core.llm.deadline import Deadline
+from arawn_core.llm.errors import LLMTimeout
 from arawn_core.llm.embedded import (
     DEFAULT_MODEL_NAME,
     INSTALL_HINT,
@@ -70,8 +72,8 @@ async def probe_ollama(host: str, timeout_s: float = PROBE_TIMEOUT_S) -> tuple[b
     url = ollama_url(host).rstrip("/") + "/api/version"
     try:
         async with httpx.AsyncClient(timeout=timeout_s, follow_redirects=False, mounts=NO_ENV_PROXIES) as client:
-            reply = await client.get(url)
-    except httpx.TimeoutException:
+            reply = await Deadline(timeout_s, host).within(client.get(url))  # a trickled answer too
+    except (httpx.TimeoutException, LLMTimeout):
         return False, f"no answer within {timeout_s:g}s"
     except httpx.HTTPError as exc:
         return False, str(exc) or type(exc).__name__

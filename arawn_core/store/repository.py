@@ -39,7 +39,7 @@ from arawn_core.store.converters import (
     summary_to_params,
     workstream_from_row,
 )
-from arawn_core.store.db import DIR_MODE, FILE_MODE, Database, ensure_private_dir, tighten
+from arawn_core.store.db import DIR_MODE, FILE_MODE, Database, IndexBusy, ensure_private_dir, tighten
 
 log = logging.getLogger(__name__)
 
@@ -636,6 +636,9 @@ class Repository:
 
     async def _reindex_workstream(self, c: Any, ws_id: str) -> dict[str, int]:
         counts = {"workstreams": 0, "sessions": 0, "messages": 0, "summaries": 0, "bad_lines": 0}
+        async with c.execute("SELECT 1 FROM workstreams WHERE id = ?", (ws_id,)) as cur:
+            if await cur.fetchone() is not None:  # another process indexed it since we looked (under the lock now)
+                return counts
         events_path, messages_path = self.events_path(ws_id), self.messages_path(ws_id)
         if not self.db.read_only:
             await asyncio.to_thread(self.tighten_workstream, ws_id)
@@ -750,24 +753,32 @@ class Repository:
         index_ns = self.db.changed_ns
 
         def survey() -> tuple[list[str], list[str], list[str]]:
+            # one pass over each workstream directory: tighten loose modes, note what changed
             missing, stale, behind = [], [], []
             for ws_id in self.workstream_dirs():
-                self.tighten_workstream(ws_id)
+                d = self.ws_root / ws_id
+                if not self.db.read_only:
+                    tighten(d, DIR_MODE)
+                sizes: dict[str, int] = {}
+                try:
+                    entries = list(os.scandir(d))
+                except OSError:
+                    entries = []
+                for entry in entries:
+                    try:
+                        st = entry.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    loose = stat.S_IMODE(st.st_mode) != (DIR_MODE if stat.S_ISDIR(st.st_mode) else FILE_MODE)
+                    if loose and not self.db.read_only and (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+                        tighten(Path(entry.path), DIR_MODE if stat.S_ISDIR(st.st_mode) else FILE_MODE)
+                    if entry.name == EVENTS_FILE and st.st_mtime_ns > index_ns and ws_id in known:
+                        stale.append(ws_id)
+                    sizes[entry.name] = st.st_size
                 if ws_id not in known:
                     missing.append(ws_id)
-                    continue
-                d = self.ws_root / ws_id
-                try:
-                    ev = os.stat(d / EVENTS_FILE, follow_symlinks=False)
-                    if ev.st_mtime_ns > index_ns:
-                        stale.append(ws_id)
-                except FileNotFoundError:
-                    pass
-                try:
-                    if os.stat(d / MESSAGES_FILE, follow_symlinks=False).st_size > known[ws_id]:
-                        behind.append(ws_id)
-                except FileNotFoundError:
-                    pass
+                elif sizes.get(MESSAGES_FILE, 0) > known[ws_id]:
+                    behind.append(ws_id)
             return missing, stale, behind
 
         missing, stale, behind = await asyncio.to_thread(survey)
@@ -776,18 +787,23 @@ class Repository:
                 self.notice(f"the index in {self.data_dir} is behind its files, and the data dir is read-only:"
                             " what was written since may not be listed")
             return 0
-        for ws_id in missing:
-            await self.reindex_workstream(ws_id)
-        for ws_id in stale:
-            await self.replay_events(ws_id)
-        for ws_id in behind:
-            try:
-                await self.catch_up(ws_id)
-            except (jsonl.StorageFull, jsonl.UnsafePath):
-                raise
-            except (OSError, sqlite3.Error) as exc:  # this workstream's files; the others still open
-                self.notice(f"workstream {ws_id} could not be indexed: {_reason(exc)}; its files are kept as"
-                            " they are")
+        try:
+            for ws_id in missing:
+                await self.reindex_workstream(ws_id)
+            for ws_id in stale:
+                await self.replay_events(ws_id)
+            for ws_id in behind:
+                try:
+                    await self.catch_up(ws_id)
+                except (jsonl.StorageFull, jsonl.UnsafePath):
+                    raise
+                except (OSError, sqlite3.Error) as exc:  # this workstream's files; the others still open
+                    self.notice(f"workstream {ws_id} could not be indexed: {_reason(exc)}; its files are kept as"
+                                " they are")
+        except IndexBusy:  # another process is writing (a long reindex or import): read what there is
+            self.notice("another arawn process holds the index's write lock, so it was not caught up with"
+                        " its files; what they hold since may not be shown yet")
+            return 0
         if missing:
             self.notice(f"the index was missing {len(missing)} workstream(s); rebuilt them from their files")
         return len(missing) + len(stale) + len(behind)
