@@ -453,6 +453,37 @@ def test_a_symlinked_message_log_is_refused_not_followed(tmp_path: Path) -> None
     one_line(arawn(tmp_path, "ws", "rename", "Alpha", "B", data=data), 2, "is a symbolic link")
 
 
+def test_a_fifo_planted_in_the_data_dir_or_given_to_import_never_blocks(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    ids = build(data, {"Alpha": [["a1"]], "Beta": [["b1"]]})
+    log = data / "workstreams" / ids["Beta"] / "messages.jsonl"
+    log.unlink()
+    os.mkfifo(log)  # every open of it would wait for a writer forever
+    p = arawn(tmp_path, "ws", "list", data=data, timeout=60)
+    assert p.returncode == 0 and "Alpha" in p.stdout and "Beta" in p.stdout, p.stderr
+    [session] = json.loads(arawn(tmp_path, "--json", "ws", "show", "Beta", data=data).stdout)["sessions"]
+    one_line(arawn(tmp_path, "session", "show", session["id"], data=data, timeout=60), 2, "is not a regular file")
+    p = arawn(tmp_path, "reindex", data=data, timeout=60)
+    assert p.returncode == 1 and "is not a regular file" in p.stderr, p.stderr
+    p = arawn(tmp_path, "ws", "list", data=data, timeout=60)
+    assert p.returncode == 1 and "Alpha" in p.stdout and "could not be indexed" in p.stderr, p.stderr
+    assert "rebuilt" not in p.stderr
+    fifo = tmp_path / "conv.jsonl"
+    os.mkfifo(fifo)
+    one_line(arawn(tmp_path, "import", str(fifo), data=tmp_path / "fresh", timeout=60), 2, "not a regular file")
+
+
+def test_a_linked_workstream_directory_is_skipped_not_followed(tmp_path: Path) -> None:
+    data, elsewhere = tmp_path / "data", tmp_path / "elsewhere"
+    ids = build(data, {"Alpha": [["a1"]]})
+    other = build(elsewhere, {"Foreign": [["f1"]]})
+    (data / "workstreams" / other["Foreign"]).symlink_to(elsewhere / "workstreams" / other["Foreign"])
+    p = arawn(tmp_path, "reindex", data=data)
+    assert "is a symbolic link" in p.stderr, p.stderr
+    assert [w["title"] for w in ws_json(tmp_path, data)] == ["Alpha"]
+    assert ids
+
+
 def test_every_dir_and_file_of_a_loose_data_dir_is_tightened(tmp_path: Path) -> None:
     data = tmp_path / "data"
     ids = build(data, {"Alpha": [["a1"]], "Beta": [["b1"]]})

@@ -16,6 +16,7 @@ import errno
 import fcntl
 import json
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -58,11 +59,24 @@ def _refuse_link(path: Path, exc: OSError) -> OSError:
 
 
 def open_nofollow(path: Path, flags: int = os.O_RDONLY, mode: int = FILE_MODE) -> int:
-    """os.open that refuses a symlink as the last component (UnsafePath)."""
+    """os.open that refuses a symlink as the last component, and anything but a regular file
+    (a FIFO planted there would block every open forever), with UnsafePath."""
     try:
-        return os.open(path, flags | _NOFOLLOW, mode)
+        fd = os.open(path, flags | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0), mode)
     except OSError as exc:
+        if exc.errno == errno.ENXIO:  # a FIFO without a reader, opened for writing
+            raise UnsafePath(errno.ENXIO, f"{path} is not a regular file; remove it") from None
         raise _refuse_link(path, exc) from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UnsafePath(errno.EINVAL, f"{path} is not a regular file; remove it (arawn keeps only plain"
+                             " files in its data dir)")
+        if hasattr(os, "O_NONBLOCK"):
+            os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def open_read(path: Path) -> Any:

@@ -579,7 +579,7 @@ class Repository:
         try:
             async with self.db.transaction() as c:
                 return await self._reindex_workstream(c, ws_id)
-        except (jsonl.StorageFull, jsonl.UnsafePath):
+        except jsonl.StorageFull:
             raise
         except (OSError, sqlite3.Error, *RECORD_ERRORS) as exc:
             self.notice(f"workstream {ws_id} could not be indexed: {_reason(exc)}; its files are kept as they are")
@@ -594,6 +594,9 @@ class Repository:
         try:
             entries = list(os.scandir(self.ws_root))
         except FileNotFoundError:
+            return []
+        except NotADirectoryError:
+            self.notice(f"{self.ws_root} is not a directory; arawn keeps its workstreams there (move it aside)")
             return []
         if self.ws_root.is_symlink():
             self.notice(f"{self.ws_root} is a symbolic link; arawn does not follow links inside its data dir")
@@ -788,14 +791,15 @@ class Repository:
                             " what was written since may not be listed")
             return 0
         try:
+            rebuilt = 0
             for ws_id in missing:
-                await self.reindex_workstream(ws_id)
+                rebuilt += not (await self.reindex_workstream(ws_id)).get("failed")
             for ws_id in stale:
                 await self.replay_events(ws_id)
             for ws_id in behind:
                 try:
                     await self.catch_up(ws_id)
-                except (jsonl.StorageFull, jsonl.UnsafePath):
+                except jsonl.StorageFull:
                     raise
                 except (OSError, sqlite3.Error) as exc:  # this workstream's files; the others still open
                     self.notice(f"workstream {ws_id} could not be indexed: {_reason(exc)}; its files are kept as"
@@ -804,8 +808,8 @@ class Repository:
             self.notice("another arawn process holds the index's write lock, so it was not caught up with"
                         " its files; what they hold since may not be shown yet")
             return 0
-        if missing:
-            self.notice(f"the index was missing {len(missing)} workstream(s); rebuilt them from their files")
+        if rebuilt:
+            self.notice(f"the index was missing {rebuilt} workstream(s); rebuilt them from their files")
         return len(missing) + len(stale) + len(behind)
 
     async def replay_events(self, ws_id: str) -> None:
