@@ -214,7 +214,7 @@ def test_an_index_older_than_its_files_catches_up(tmp_path: Path) -> None:
     assert transcript(tmp_path, copy, "Alpha renamed")[0] == ["a1", "after the checkpoint"]
 
 
-@pytest.mark.parametrize("damage", ["whole_file", "inner_pages"])
+@pytest.mark.parametrize("damage", ["whole_file", "inner_pages", "dropped_table"])
 def test_a_malformed_index_is_moved_aside_and_rebuilt(tmp_path: Path, damage: str) -> None:
     data = tmp_path / "data"
     build(data, {"Alpha": [["a1", "a2"]], "Beta": [["b" + str(i) for i in range(200)]]})
@@ -222,6 +222,12 @@ def test_a_malformed_index_is_moved_aside_and_rebuilt(tmp_path: Path, damage: st
     raw = bytearray(db.read_bytes())
     if damage == "whole_file":
         raw[:] = b"this is not a database " * (len(raw) // 23 + 1)
+    elif damage == "dropped_table":
+        conn = sqlite3.connect(db)
+        conn.execute("DROP TABLE sessions")
+        conn.commit()
+        conn.close()
+        raw = bytearray(db.read_bytes())
     else:
         page = int.from_bytes(raw[16:18], "big") or 65536
         for at in range(page, len(raw), page):  # every page but the header page

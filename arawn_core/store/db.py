@@ -19,6 +19,9 @@ import aiosqlite
 from arawn_core.store.jsonl import StorageFull, UnsafePath
 from arawn_core.store.schema import MIGRATIONS
 
+#: Tables every index has (migration 1); one missing means the file was tampered with.
+REQUIRED_TABLES = frozenset({"workstreams", "sessions", "messages", "summaries", "jobs", "imports", "kv"})
+
 DIR_MODE = 0o700
 FILE_MODE = 0o600
 
@@ -152,9 +155,21 @@ def _sqlite_code(exc: BaseException) -> int:
 
 
 def is_corrupt(exc: BaseException) -> bool:
+    """SQLite says the file is damaged, or arawn's own tables are gone from it (a hand-edited index)."""
     return isinstance(exc, sqlite3.DatabaseError) and (
         _sqlite_code(exc) in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
-        or "malformed" in str(exc) or "not a database" in str(exc))
+        or "malformed" in str(exc) or "not a database" in str(exc)
+        or str(exc).startswith(("no such table", "no such column")))
+
+
+def _db_error(exc: BaseException, path: Path) -> BaseException:
+    """Any SQLite failure as one of ours (one line naming the file); other exceptions unchanged."""
+    mapped = _storage_error(exc, path)
+    if mapped is not None:
+        return mapped
+    if isinstance(exc, sqlite3.Error):
+        return DatabaseError(f"{path}: {exc}")
+    return exc
 
 
 def move_aside(path: Path) -> Path:
@@ -270,6 +285,9 @@ class Database:
                               "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
         ((current,),) = await c.execute_fetchall("PRAGMA user_version")
         if current >= len(MIGRATIONS):
+            tables = {r[0] for r in await c.execute_fetchall("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if not REQUIRED_TABLES <= tables:  # a hand-edited index: rebuilt from the files like a damaged one
+                raise sqlite3.DatabaseError(f"no such table: {', '.join(sorted(REQUIRED_TABLES - tables))}")
             return  # up to date (the version only grows); else migrate under the write lock:
         async with self.transaction():
             version = (await (await c.execute("PRAGMA user_version")).fetchone())[0]
@@ -299,7 +317,7 @@ class Database:
             try:
                 await asyncio.shield(begin)
             except sqlite3.Error as exc:
-                raise _storage_error(exc, self.path) or exc from None
+                raise _db_error(exc, self.path) from None
             except asyncio.CancelledError:
                 try:
                     await begin
@@ -320,21 +338,21 @@ class Database:
                     except sqlite3.Error:
                         if self.conn.in_transaction:
                             raise
-                raise _storage_error(exc, self.path) or exc
+                raise _db_error(exc, self.path)
 
     async def fetchall(self, sql: str, params: Iterable[Any] | dict[str, Any] = ()) -> list[aiosqlite.Row]:
         # one round trip (execute, fetch and close in the connection's thread), not three
         try:
             return list(await self.conn.execute_fetchall(sql, params))
-        except sqlite3.DatabaseError as exc:
-            raise _storage_error(exc, self.path) or exc from None
+        except sqlite3.Error as exc:
+            raise _db_error(exc, self.path) from None
 
     async def fetchone(self, sql: str, params: Iterable[Any] | dict[str, Any] = ()) -> aiosqlite.Row | None:
         try:
             async with self.conn.execute(sql, params) as cur:
                 return await cur.fetchone()
-        except sqlite3.DatabaseError as exc:
-            raise _storage_error(exc, self.path) or exc from None
+        except sqlite3.Error as exc:
+            raise _db_error(exc, self.path) from None
 
 
 def _storage_error(exc: BaseException, path: Path) -> Exception | None:

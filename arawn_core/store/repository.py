@@ -39,7 +39,17 @@ from arawn_core.store.converters import (
     summary_to_params,
     workstream_from_row,
 )
-from arawn_core.store.db import DIR_MODE, FILE_MODE, Database, IndexBusy, ensure_private_dir, tighten
+from arawn_core.store.db import (
+    DIR_MODE,
+    FILE_MODE,
+    CorruptIndex,
+    Database,
+    DatabaseError,
+    IndexBusy,
+    ReadOnlyStore,
+    ensure_private_dir,
+    tighten,
+)
 
 log = logging.getLogger(__name__)
 
@@ -579,9 +589,9 @@ class Repository:
         try:
             async with self.db.transaction() as c:
                 return await self._reindex_workstream(c, ws_id)
-        except jsonl.StorageFull:
+        except (jsonl.StorageFull, IndexBusy, CorruptIndex, ReadOnlyStore):
             raise
-        except (OSError, sqlite3.Error, *RECORD_ERRORS) as exc:
+        except (OSError, sqlite3.Error, DatabaseError, *RECORD_ERRORS) as exc:
             self.notice(f"workstream {ws_id} could not be indexed: {_reason(exc)}; its files are kept as they are")
             return {"failed": 1}
 
@@ -799,9 +809,9 @@ class Repository:
             for ws_id in behind:
                 try:
                     await self.catch_up(ws_id)
-                except jsonl.StorageFull:
+                except (jsonl.StorageFull, IndexBusy, CorruptIndex, ReadOnlyStore):
                     raise
-                except (OSError, sqlite3.Error) as exc:  # this workstream's files; the others still open
+                except (OSError, sqlite3.Error, DatabaseError) as exc:  # this workstream's files; the others open
                     self.notice(f"workstream {ws_id} could not be indexed: {_reason(exc)}; its files are kept as"
                                 " they are")
         except IndexBusy:  # another process is writing (a long reindex or import): read what there is
@@ -845,7 +855,9 @@ class Repository:
                                 await c.execute("RELEASE summary")
                     except RECORD_ERRORS:
                         continue
-        except (OSError, sqlite3.Error) as exc:
+        except (IndexBusy, CorruptIndex, ReadOnlyStore, jsonl.StorageFull):
+            raise
+        except (OSError, sqlite3.Error, DatabaseError) as exc:
             self.notice(f"workstream {ws_id}: could not catch up its events: {_reason(exc)}")
 
 
