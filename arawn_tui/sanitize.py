@@ -86,6 +86,6 @@ def markdown_parser() -> MarkdownIt:
     The usual parsers accept HTML and then the renderers drop it, so a `<div>`
     in a reply would silently vanish; content must stay visible as written.
     """
-    from markdown_it import MarkdownIt
+    from markdown_it import MarkdownIt  # here: only Markdown views need it, and its import is not small
 
     return MarkdownIt("gfm-like", {"html": False})
