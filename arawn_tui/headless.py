@@ -428,6 +428,11 @@ def run(argv: list[str], backend: LLMBackend | None = None) -> int:
     except OSError as exc:  # the file system refused (permissions, a read-only disk, I/O error)
         where = f"{exc.filename}: " if exc.filename else ""
         return _fail(f"{where}{exc.strerror or exc}", EXIT_FAILED)
+    except Exception as exc:  # a bug, not bad input: still one line (ARAWN_DEBUG=1 shows the traceback)
+        if os.environ.get("ARAWN_DEBUG"):
+            raise
+        return _fail(f"unexpected error (a bug: please report it, with ARAWN_DEBUG=1 for details):"
+                     f" {type(exc).__name__}: {exc}", EXIT_FAILED)
 
 
 def _fail(message: str, code: int) -> int:

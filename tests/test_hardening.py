@@ -553,6 +553,7 @@ def test_an_unfinished_non_streamed_reply_is_never_stored_as_a_summary(tmp_path:
 @pytest.mark.parametrize("reply, words", [
     ({"body": {"error": "model is still loading,\nplease wait"}}, "model is still loading, please wait"),
     ({"fields": {"prompt_eval_count": "many", "eval_count": [1]}}, "prompt_eval_count"),
+    ({"body": [1, 2]}, "not a JSON object"),
 ])
 def test_a_reply_in_the_wrong_shape_is_one_line_with_the_servers_words(
         tmp_path: Path, ollama_server: OllamaServer, reply: dict, words: str) -> None:

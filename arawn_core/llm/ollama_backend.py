@@ -263,6 +263,9 @@ class OllamaBackend:
             return BackendError(f"connection to {self.host} broke: {exc or type(exc).__name__}", transient=True)
         if isinstance(exc, ValidationError):  # JSON, but not Ollama's shape (maybe a 200 with an error)
             return _malformed(exc, self.host)
+        if isinstance(exc, (AttributeError, TypeError)) and _from_the_client(exc):
+            # JSON, but not an object ([1], "text", 5): the client trips over it while reading it
+            return BackendError(f"malformed reply from {self.host}: a reply that is not a JSON object", transient=True)
         if isinstance(exc, json.JSONDecodeError):  # a line or body cut short or garbled
             return BackendError(f"malformed reply from {self.host}: {_flat(str(exc))}", transient=True)
         return None
@@ -281,6 +284,16 @@ class OllamaBackend:
             return BackendError(f"Ollama at {self.host} failed mid-reply: {text}", transient=True)
         transient = status >= 500 or status in _TRANSIENT_4XX
         return BackendError(f"Ollama at {self.host} returned HTTP {status}: {text}", status, transient=transient)
+
+
+def _from_the_client(exc: BaseException) -> bool:
+    """The error was raised inside the ollama package (reading a reply), not in arawn's own code."""
+    tb = exc.__traceback__
+    last = None
+    while tb is not None:
+        last = tb
+        tb = tb.tb_next
+    return last is not None and "ollama" in last.tb_frame.f_code.co_filename.replace("\\", "/").split("/")[-2:-1]
 
 
 def _require_model(options: ChatOptions) -> None:
