@@ -333,8 +333,15 @@ class ArawnCore:
         system = system_content(ws.system_prompt, ws_summary.text if ws_summary else None,
                                 checkpoint.text if checkpoint else None)
         model = ws.model or self.model
-        budget = TokenBudget(await self.num_ctx_for(model), self.settings.llm.max_reply_tokens, 64)
-        available = budget.input_tokens_available(0)
+        num_ctx = await self.num_ctx_for(model)
+        budget = TokenBudget(num_ctx, self.settings.llm.max_reply_tokens, 64)
+        try:
+            available = budget.input_tokens_available(0)
+        except ValueError:  # the budget's own message names the compression keys; this is the chat's
+            raise UsageError(
+                f"a context of {num_ctx} tokens (num_ctx for {model}) leaves no room for the conversation after"
+                f" [llm] max_reply_tokens = {self.settings.llm.max_reply_tokens}: lower llm.max_reply_tokens"
+                " or raise llm.num_ctx") from None
         messages, _ = assemble_context(system, history, available, lambda t: self.estimator.estimate(model, t))
         return messages
 
