@@ -625,3 +625,33 @@ def test_a_tool_role_keeps_the_openai_style_conversation(tmp_path: Path) -> None
     msgs = json.loads(arawn(tmp_path, "--json", "session", "show", session["id"], data=data).stdout)
     assert [m["role"] for m in msgs] == ["user", "assistant", "tool_result", "assistant"]
     assert msgs[2]["content"] == "sunny"
+
+
+# ------------------------------------------------------------------ the helpers other backends call
+
+
+@pytest.mark.parametrize("value", ["127.0.0.1", "localhost:11434", "http://h:1/ollama", "https://[::1]:8443/v1",
+                                   "http://user:pw@h:80"])
+def test_validate_host_accepts_what_the_clients_accept(value: str) -> None:
+    from arawn_core.config import validate_host
+
+    assert validate_host(value, "arawn.toml: key llm.hosts[0]") == value
+
+
+def test_validate_host_names_where_the_value_came_from() -> None:
+    from arawn_core.config import ConfigError, validate_host
+
+    with pytest.raises(ConfigError, match=r"^arawn.toml: key llm.hosts\[2\]: 'http://h:0' is not a valid host"):
+        validate_host("http://h:0", "arawn.toml: key llm.hosts[2]")
+
+
+async def test_a_deadline_already_passed_does_not_start_the_step() -> None:
+    started = []
+
+    async def step() -> None:
+        started.append(1)
+
+    deadline = Deadline(0.0, "http://h")
+    with pytest.raises(LLMTimeout):
+        await deadline.within(step())
+    assert started == []

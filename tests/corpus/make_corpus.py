@@ -75,6 +75,8 @@ CONFIGS: dict[str, tuple[str, bytes]] = {
     "host_no_name": ("is not a valid host (it has no host name)", b'[llm]\nhost = "http://:11434"\n'),
     "host_control_chars": ("is not a valid host (it contains spaces or control characters)",
                            b'[llm]\nhost = "http://127.0.0.1:11434\\u001b[2J"\n'),
+    "host_in_pool": ("key llm.hosts[1]: 'http://gpu2:99999' is not a valid host",
+                     b'[llm]\nhosts = ["http://gpu1:11434", "http://gpu2:99999"]\n'),
     "model_empty": ("key llm.model is empty", b'[llm]\nmodel = ""\n'),
     "model_blank": ("key llm.model is empty", b'[llm]\nmodel = "   "\n'),
     "num_ctx_below_reply": ("llm.num_ctx = 1024 leaves 0 tokens for the conversation after llm.max_reply_tokens = 1024",
