@@ -214,6 +214,16 @@ def test_an_index_older_than_its_files_catches_up(tmp_path: Path) -> None:
     assert transcript(tmp_path, copy, "Alpha renamed")[0] == ["a1", "after the checkpoint"]
 
 
+def test_an_indexed_workstream_whose_directory_is_gone_is_named(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    ids = build(data, {"Alpha": [["a1"]], "Gone": [["g1"]]})
+    shutil.rmtree(data / "workstreams" / ids["Gone"])
+    p = arawn(tmp_path, "ws", "list", data=data)
+    assert p.returncode == 0 and "have no directory" in p.stderr and "reindex" in p.stderr, p.stderr
+    assert arawn(tmp_path, "reindex", data=data).returncode == 0
+    assert [w["title"] for w in ws_json(tmp_path, data)] == ["Alpha"]
+
+
 @pytest.mark.parametrize("damage", ["whole_file", "inner_pages", "dropped_table"])
 def test_a_malformed_index_is_moved_aside_and_rebuilt(tmp_path: Path, damage: str) -> None:
     data = tmp_path / "data"

@@ -62,6 +62,8 @@ def files_need_repair(data_dir: Path, offsets: Iterable[Any], index_ns: int) -> 
         return bool(known)
     except OSError:
         return True
+    if set(known) - {entry.name for entry in entries}:
+        return True  # an indexed workstream's directory is gone: the full open says so
     for entry in entries:
         if len(entry.name) != 36 or entry.name.count("-") != 4:
             continue  # not one of ours (the full open checks the UUID properly)

@@ -779,6 +779,10 @@ class Repository:
             return missing, stale, behind
 
         missing, stale, behind = await asyncio.to_thread(survey)
+        gone = [ws_id for ws_id in known if not (self.ws_root / ws_id).is_dir()]
+        if gone:
+            self.notice(f"{len(gone)} indexed workstream(s) have no directory under {self.ws_root} any more"
+                        f" (first: {gone[0]}); `arawn --headless reindex` drops them from the index")
         if self.db.read_only:
             if missing or stale or behind:
                 self.notice(f"the index in {self.data_dir} is behind its files, and the data dir is read-only:"
