@@ -119,11 +119,11 @@ def doctor(doc: dict[str, Any]) -> None:
     if ctx:
         server = f"server's {ctx['server']} ({ctx['source']})" if ctx["server"] else "server's not known yet"
         configured = "configured 0 (the server's)" if not ctx["configured"] else f"configured {ctx['configured']}"
-        print(inert(f"context:     {ctx['used']} used ({ctx['which']}): {configured}, {server}"))
+        print(line(f"context:     {ctx['used']} used ({ctx['which']}): {configured}, {server}"))
     for h in doc.get("hosts") or []:
         state = "up" if h["up"] else f"DOWN ({h['detail']}; retried in {h['retry_in_s']:g}s)"
         chat = ", chats" if h["chat"] else ""
-        print(inert(f"host:        {h['host']}: {state}, {h['in_flight']}/{h['slots']} busy, "
+        print(line(f"host:        {h['host']}: {state}, {h['in_flight']}/{h['slots']} busy, "
                     f"{h['served']} served{chat}"))
     print(f"queue:       {doc['queue_open']} open job(s)")
     if not doc["reachable"] and doc["backend"] == "openai":

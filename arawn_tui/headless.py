@@ -206,13 +206,13 @@ async def cmd_ws(core: ArawnCore, args: argparse.Namespace) -> int:
         out.emit(args, doc, lambda: out.ws_show(ws, summary, sessions))
     elif args.ws_cmd == "archive":
         ws = await core.archive_workstream((await core.resolve_workstream(args.ws)).id)
-        out.emit(args, ws.to_dict(), lambda: print(f"archived {ws.id} {out.inert(ws.title)}"))
+        out.emit(args, ws.to_dict(), lambda: print(f"archived {ws.id} {out.line(ws.title)}"))
     elif args.ws_cmd == "rename":
         ws = await core.rename_workstream((await core.resolve_workstream(args.ws)).id, args.title)
-        out.emit(args, ws.to_dict(), lambda: print(f"renamed {ws.id} to {out.inert(ws.title)}"))
+        out.emit(args, ws.to_dict(), lambda: print(f"renamed {ws.id} to {out.line(ws.title)}"))
     elif args.ws_cmd == "tag":
         ws = await core.set_tags((await core.resolve_workstream(args.ws)).id, args.tags)
-        out.emit(args, ws.to_dict(), lambda: print(f"{ws.id} tags: {out.inert(', '.join(ws.tags)) or '-'}"))
+        out.emit(args, ws.to_dict(), lambda: print(f"{ws.id} tags: {out.line(', '.join(ws.tags)) or '-'}"))
     return EXIT_OK
 
 
