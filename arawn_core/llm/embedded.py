@@ -53,6 +53,7 @@ from typing import Any, AsyncIterator, Callable, Iterator, Sequence
 import platformdirs
 
 from .base import BackendInfo, ChatChunk, ChatMessage, ChatOptions, Completion, Usage
+from .deadline import Deadline
 from .errors import ContextOverflow, LLMError
 
 log = logging.getLogger(__name__)
@@ -609,8 +610,11 @@ class EmbeddedBackend:
         stop: Sequence[str] | None = None,
         selection_reason: str = "",
         progress: Progress | None = stderr_progress,
+        timeout_s: float | None = None,
     ) -> None:
         default = model_path is None or str(model_path) == ""
+        #: One deadline for each whole request (`[llm] request_timeout_s`); None: unbounded.
+        self.timeout_s = timeout_s
         if stop is None:
             # The packaged model is a base model: it rarely ends its turn by itself, so a
             # reply ends at its first blank line (else every summary would hit num_predict).
@@ -733,12 +737,14 @@ class EmbeddedBackend:
                     self.generations.append(stats)
                 put(_END)
 
+        deadline = Deadline(self.timeout_s, self.host) if self.timeout_s else None
         self._cancels.add(cancel)
         future = loop.run_in_executor(self._executor, work)
         future.add_done_callback(_consume_result)
         try:
             while True:
-                item = await queue.get()
+                # past the deadline the `finally` below stops the generation at its next token
+                item = await (deadline.within(queue.get()) if deadline else queue.get())
                 if item is _END:
                     break
                 if isinstance(item, BaseException):
