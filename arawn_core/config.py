@@ -57,6 +57,8 @@ class CompressionSettings:
     retry_max_s: float = 300.0
     fan_in: int = 4
     safety_margin_tokens: int = 256
+    audit: str = "repair"  # repair | report | off: check each summary's key items (arawn_core.memory.audit)
+    key_items_share: float = 0.25  # of max_summary_tokens: bound of the verbatim "Key items" section
 
 
 @dataclass(frozen=True)
@@ -110,8 +112,10 @@ _RANGES: dict[str, tuple[float, float]] = {
     "workstream.compression.retry_max_s": (0, 86_400),
     "workstream.compression.fan_in": (2, 64),
     "workstream.compression.safety_margin_tokens": (0, 100_000),
+    "workstream.compression.key_items_share": (0, 0.9),
 }
-_CHOICES: dict[str, tuple[str, ...]] = {"llm.backend": ("auto", "ollama", "embedded")}
+_CHOICES: dict[str, tuple[str, ...]] = {"llm.backend": ("auto", "ollama", "embedded"),
+                                        "workstream.compression.audit": ("repair", "report", "off")}
 
 
 def _type_name(t: Any) -> str:

@@ -303,3 +303,91 @@ def _make_error(spec: ErrorSpec) -> BaseException:
     if isinstance(spec, BaseException):
         return spec
     return spec()
+
+
+# ---- models that lose things, and models that echo ----------------------------------
+_FENCED_BODY = re.compile(r"<<<([A-Z-]+)-([0-9a-f]+)>>>\n(.*?)\n<<<END-\1-\2>>>", re.S)
+_ASKED_WORDS = re.compile(r"under (\d+) words")
+_FILLER = ("the work went on with further discussion of the approach and its details while the "
+           "assistant explained the options and the user weighed them against the goals").split()
+
+
+def data_of(messages: list[ChatMessage]) -> str:
+    """What a summarizer is asked to summarize: the fenced blocks (chat style) or the whole user turn."""
+    user = "\n".join(m.get("content", "") for m in messages if m.get("role") == "user")
+    blocks = [m.group(3) for m in _FENCED_BODY.finditer(user)]
+    return "\n\n".join(blocks) if blocks else user
+
+
+class LossyReply:
+    """A summarizer that writes what it sees, but forgets each key item it sees with probability `drop`.
+
+    "What it sees" is every key item (`arawn_core.memory.keyitems`, unbounded) and every MARKER token
+    in the data of the request; each one it keeps is written verbatim as a bullet, in order, then
+    filler words up to `fill` x the words the prompt asks for. Seeded: the same calls give the same
+    losses. `forgotten` counts the items dropped, `seen` the items seen.
+    """
+
+    def __init__(self, drop: float, seed: int = 0, fill: float = 0.7) -> None:
+        import random
+
+        self.drop = drop
+        self.fill = fill
+        self.rng = random.Random(seed)
+        self.seen = 0
+        self.forgotten = 0
+
+    def __call__(self, messages: list[ChatMessage], options: ChatOptions) -> str:
+        from arawn_core.memory import keyitems as K
+
+        data = data_of(messages)
+        texts: list[str] = []
+        seen: set[str] = set()
+        for item in K.extract("user", data, limit=10**6):
+            if item.text not in seen:
+                seen.add(item.text)
+                texts.append(item.text)
+        for marker in markers_in(data):
+            if marker not in seen and not any(marker in t for t in texts):
+                seen.add(marker)
+                texts.append(marker)
+        kept = []
+        for text in texts:
+            self.seen += 1
+            if self.rng.random() < self.drop:
+                self.forgotten += 1
+            else:
+                kept.append(text)
+        user = "\n".join(m.get("content", "") for m in messages if m.get("role") == "user")
+        asked = _ASKED_WORDS.findall(user)
+        words = int(int(asked[-1]) * self.fill) if asked else 60
+        lines = ["Summary of the conversation so far."] + [f"- {t}" for t in kept]
+        used = sum(len(line.split()) for line in lines)
+        filler = [_FILLER[i % len(_FILLER)] for i in range(max(0, words - used))]
+        if filler:
+            lines.append(" ".join(filler) + ".")
+        return "\n".join(lines)
+
+
+class LossyBackend(FakeBackend):
+    """`FakeBackend` answering with a seeded `LossyReply(drop)`."""
+
+    def __init__(self, drop: float, seed: int = 0, fill: float = 0.7, **kwargs: object) -> None:
+        self.lossy = LossyReply(drop, seed, fill)
+        super().__init__(reply=self.lossy, **kwargs)  # type: ignore[arg-type]
+
+
+def echo_prompt(messages: list[ChatMessage], options: ChatOptions) -> str:
+    """What a base model given chat instructions does: it repeats them back."""
+    system = [m["content"] for m in messages if m.get("role") == "system"]
+    if system:
+        return system[0]
+    user = [m["content"] for m in messages if m.get("role") == "user"]
+    return user[-1].rsplit("\n\n", 1)[-1] if user else ""
+
+
+class EchoingBackend(FakeBackend):
+    """`FakeBackend` whose every reply is the request's instructions, repeated back."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(reply=echo_prompt, **kwargs)  # type: ignore[arg-type]

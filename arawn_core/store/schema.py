@@ -123,4 +123,9 @@ MIGRATIONS: list[str] = [
     DROP TABLE messages_fts;
     INSERT OR REPLACE INTO kv (key, value) SELECT 'fts_rebuild', '1' WHERE EXISTS (SELECT 1 FROM messages);
     """,
+    # 4: how a summary was written (model, repaired, extractive, verbatim) and its key-item audit (JSON)
+    """
+    ALTER TABLE summaries ADD COLUMN method TEXT NOT NULL DEFAULT 'model';
+    ALTER TABLE summaries ADD COLUMN audit TEXT;
+    """,
 ]
