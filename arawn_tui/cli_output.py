@@ -10,6 +10,7 @@ from typing import Any, Callable, TextIO
 
 from arawn_core import events as ev
 from arawn_core.models import CompressionJob, Message, Session, Summary, Workstream
+from arawn_core.memory.audit import describe as describe_audit
 
 
 _C1 = re.compile("[\x7f-\x9f]")
@@ -74,6 +75,8 @@ def ws_show(ws: Workstream, summary: Summary | None, sessions: list[Session]) ->
         p = summary.provenance
         stale = "  [stale]" if summary.stale else ""
         print(f"\nsummary ({p.model}, {p.created_at[:19]}, {len(summary.covers)} sessions){stale}:")
+        if line := describe_audit(summary.provenance):
+            print(f"audit: {line}")
         print(inert(summary.text))
     print()
     session_table(sessions)
@@ -184,3 +187,4 @@ class CountProgress(_Line):
 
     def update(self, done: int, total: int) -> None:
         self.show(f"{self.label}: {bar(done, total)}", force=done >= total)
+

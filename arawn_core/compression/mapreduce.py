@@ -72,8 +72,8 @@ MIN_TARGET_WORDS = 30
 #: Minimum room for data in one call; below it the configuration is unusable.
 MIN_DATA_TOKENS = 128
 #: A summary of a short input is asked for about 1/COMPRESSION of its words (never under MIN_INPUT_WORDS_TARGET).
-COMPRESSION = 6.0
-MIN_INPUT_WORDS_TARGET = 120
+COMPRESSION = 10.0
+MIN_INPUT_WORDS_TARGET = 100
 #: Safety stop for reduce loops that make no progress (a model that will not shorten).
 MAX_ROUNDS = 64
 
@@ -498,12 +498,24 @@ class Summarizer:
         if not self.auditing:
             return []
         ranked = K.rank(K.merge(groups))
-        limit = self.max_items()
-        if len(ranked) > limit:
-            for it in ranked[limit:]:
+        limit, room = self.max_items(), self._tracked_chars()
+        taken: list[KeyItem] = []
+        for it in ranked:
+            cost = _item_cost(it)
+            if len(taken) >= limit or (cost > room and it.score < K.SCORE_MUST):
                 op.dropped.setdefault(it.key, it)
-            op.count(level, untracked=len(ranked) - limit)
-        return ranked[:limit]
+                continue
+            taken.append(it)
+            room -= cost
+        if len(taken) < len(ranked):
+            op.count(level, untracked=len(ranked) - len(taken))
+        return taken
+
+    def _tracked_chars(self) -> int:
+        """What the tracked items may cost in a summary: 40% of the reply's room (the rest is prose)."""
+        reply_share = 1.0 - self.config.key_items_share
+        ratio = min(self.estimator.chars_per_token(self.config.model), 3.0)
+        return int(self.config.max_summary_tokens * reply_share * ratio * 0.4)
 
     # ---- sizing --------------------------------------------------------
     def _request_tokens(self, build: Builder) -> int:
@@ -711,7 +723,10 @@ class Summarizer:
         if kind == "condense":
             half = len("".join(u.text for u in units).split()) // 2
             return max(MIN_TARGET_WORDS, min(half, self._target_words(share=2)))
-        return self._target_words(share=self.config.fan_in, input_chars=chars if kind == "map" else None)
+        if kind == "merge":  # a merge writes at most about half the words it reads
+            words = min(self._target_words(share=self.config.fan_in), max(MIN_INPUT_WORDS_TARGET, chars // 12))
+            return max(MIN_TARGET_WORDS, words)
+        return self._target_words(share=self.config.fan_in, input_chars=chars)
 
     def _piece_items(self, kind: PieceKind, units: list[ChunkItem], unit_items: dict[int, list[KeyItem]],
                      op: _Op, level: str) -> list[KeyItem]:
@@ -884,6 +899,13 @@ class Summarizer:
             else:
                 texts = [await self._condense(texts[0], op)]
         raise CompressionError(f"fold made no progress in {MAX_ROUNDS} rounds")
+
+
+def _item_cost(item: KeyItem) -> int:
+    """Characters a summary needs to keep an item: its anchors (codes, paths ...) or else its words."""
+    if item.anchors:
+        return sum(len(a) for a in item.anchors) + 4
+    return len(item.text) + 3
 
 
 def _with_note(messages: list[ChatMessage], note: str | None) -> list[ChatMessage]:

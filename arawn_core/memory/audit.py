@@ -18,7 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
-from arawn_core.memory.keyitems import KeyItem, Matcher, is_user_goal, rank
+from arawn_core.memory.keyitems import SENTENCE_KINDS, KeyItem, Matcher, is_user_goal, rank, tokens
+from arawn_core.models import Provenance
 
 AUDIT_MODES = ("repair", "report", "off")
 SECTION_HEADING = "## Key items (kept verbatim)"
@@ -55,6 +56,14 @@ def _bullet(item: KeyItem) -> str:
     return f"- {item.text}"
 
 
+def _compact(item: KeyItem) -> str:
+    """"- EPT-5561 (keep)" for a sentence item that names codes, paths ... ("" for others)."""
+    if item.kind not in SENTENCE_KINDS or not item.anchors:
+        return ""
+    names = list(dict.fromkeys(t for _, t in tokens(item.text)))
+    return f"- {', '.join(names)} ({item.kind})" if names else ""
+
+
 def append_section(text: str, missing: Sequence[KeyItem], max_chars: int) -> tuple[str, list[KeyItem], list[KeyItem]]:
     """`text` plus the best of `missing` verbatim under SECTION_HEADING, within `max_chars`.
 
@@ -68,8 +77,11 @@ def append_section(text: str, missing: Sequence[KeyItem], max_chars: int) -> tup
     appended: list[KeyItem] = []
     dropped: list[KeyItem] = []
     lines: list[str] = []
-    for item in rank(missing):
-        line = _bullet(item)
+    ranked = rank(missing)
+    full = [_bullet(it) for it in ranked]
+    if sum(len(line) + 1 for line in full) > room:  # tight: requests naming codes are kept as their codes
+        full = [_compact(it) or line for it, line in zip(ranked, full)]
+    for item, line in zip(ranked, full):
         if len(line) + 1 <= room:
             lines.append(line)
             appended.append(item)
@@ -112,3 +124,15 @@ def extractive_summary(items: Sequence[KeyItem], defect: str, max_chars: int, he
 
 def is_extractive(text: str) -> bool:
     return text.lstrip().startswith(FALLBACK_HEADING)
+
+
+def describe(p: Provenance) -> str:
+    """What the panel and `ws show` say about how a summary was written: "repaired · kept 41/45 key items"."""
+    parts = []
+    if p.method == "extractive":
+        parts.append("written without the model (its reply was rejected): key items only")
+    elif p.method == "repaired":
+        parts.append("repaired")
+    if p.audit is not None and p.audit.total:
+        parts.append(p.audit.line)
+    return " · ".join(parts)

@@ -46,6 +46,8 @@ SCORE_CODE_BLOCK = 5.0
 #: Added per extra message an item occurs in (repeated items rank above assistant-once items).
 REPEAT_BONUS = 12.0
 MAX_REPEAT_BONUS = 36.0
+#: Repeated items other than the user's own rank up to here (under the user's identifiers, SCORE_USER_TOKEN).
+TIER_REPEATED = 50.0
 #: User questions kept per message (most messages of a chat are questions).
 MAX_QUESTIONS = 1
 
@@ -139,8 +141,8 @@ class Matcher:
 # ---- the patterns ------------------------------------------------------------------
 _UNITS = (r"ms|msec|s|sec|secs|seconds?|min|mins|minutes?|h|hrs?|hours?|days?|weeks?|months?|years?|"
           r"b|kb|mb|gb|tb|kib|mib|gib|tib|bytes?|k|m|bn|%|px|em|rem|pt|dpi|hz|khz|mhz|ghz|fps|rpm|"
-          r"mm|cm|km|in|ft|mi|kg|g|mg|lbs?|oz|l|ml|°c|°f|usd|eur|gbp|tokens?|words?|chars?|characters?|"
-          r"users?|requests?|rps|qps|cores?|threads?|x")
+          r"mm|cm|km|ft|kg|mg|lbs?|oz|ml|°c|°f|usd|eur|gbp|tokens?|words?|chars?|characters?|"
+          r"users?|requests?|rps|qps|cores?|threads?")
 _MONTHS = (r"jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
            r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?")
 _TOKENS = re.compile(
@@ -156,7 +158,7 @@ _TOKENS = re.compile(
     rf"|(?P<quantity>(?:[$€£]\s?\d[\d,]*(?:\.\d+)?\s?(?:k|m|bn|million|billion)?\b)"
     rf"|\b\d[\d,]*(?:\.\d+)?\s?(?:{_UNITS})(?![\w]))"
     r"|(?P<inline>`[^`\n]{2,80}`)"
-    r"|(?P<identifier>\b[a-z]+(?:[A-Z][a-z0-9]+)+\b|\b[A-Z][a-z0-9]+(?:[A-Z][a-z0-9]+){1,}\b"
+    r"|(?P<identifier>(?<!\\)\b[a-z]+(?:[A-Z][a-z0-9]+)+\b|\b[A-Z][a-z0-9]+(?:[A-Z][a-z0-9]+){1,}\b"
     r"|\b[a-z][a-z0-9]*(?:_[a-z0-9]+)+\b)",
     re.IGNORECASE,
 )
@@ -201,7 +203,7 @@ def _strip_token(kind: str, raw: str) -> str:
     return raw.strip()
 
 
-def _tokens(text: str) -> Iterable[tuple[str, str]]:
+def tokens(text: str) -> Iterable[tuple[str, str]]:
     """(kind, token) for each token item in `text`, in order."""
     for m in _TOKENS.finditer(text):
         kind = m.lastgroup or "identifier"
@@ -272,8 +274,8 @@ def extract(role: str, text: str, *, limit: int = MAX_PER_MESSAGE) -> list[KeyIt
         sentence = sentence.strip(" \t-*>#")
         if len(sentence) < 3:
             continue
-        tokens = list(_tokens(sentence))
-        anchors = tuple(dict.fromkeys(_anchor(k, t) for k, t in tokens if k != "identifier" or user))
+        found_tokens = list(tokens(sentence))
+        anchors = tuple(dict.fromkeys(_anchor(k, t) for k, t in found_tokens if k != "identifier" or user))
         if user and len(sentence) >= 12:
             found = _sentence_kind(sentence)
             if found is not None:
@@ -284,13 +286,13 @@ def extract(role: str, text: str, *, limit: int = MAX_PER_MESSAGE) -> list[KeyIt
                     acc.add(KeyItem(_cut(sentence, MAX_SENTENCE_CHARS), kind, score, anchors))
                     if kind in ("keep", "decision") and anchors:
                         continue  # its identifiers are audited through the sentence
-        for kind, token in tokens:
+        for kind, token in found_tokens:
             score = SCORE_USER_TOKEN.get(kind, 50.0) if user else SCORE_ASSISTANT + (
                 5.0 if kind in ("code", "path", "url", "command") else 0.0)
             acc.add(KeyItem(token, kind, score, (_anchor(kind, token),)))
     taken = 0
     for block in code_blocks:
-        for kind, token in _tokens(block):
+        for kind, token in tokens(block):
             if taken >= MAX_FROM_CODE:
                 break
             if kind in ("url", "path", "code", "command"):
@@ -316,7 +318,18 @@ def merge(groups: Iterable[Iterable[KeyItem]]) -> list[KeyItem]:
 
 
 def _effective(item: KeyItem) -> float:
-    return item.score + min(MAX_REPEAT_BONUS, REPEAT_BONUS * (item.count - 1))
+    """Score plus the repetition bonus, which never lifts an item into a higher tier: keep requests and
+    decisions stay first, the user's identifiers above repeated items, repeated above assistant-once."""
+    bonus = min(MAX_REPEAT_BONUS, REPEAT_BONUS * (item.count - 1))
+    if item.score >= SCORE_MUST:
+        return item.score + bonus
+    if item.kind == "keep":
+        return SCORE_KEEP + min(bonus, 9.0)
+    if item.kind == "decision":
+        return min(SCORE_DECISION + bonus, SCORE_KEEP - 1)
+    if item.score > TIER_REPEATED:  # the user's own words
+        return min(item.score + bonus, SCORE_DECISION - 1)
+    return min(item.score + bonus, TIER_REPEATED)
 
 
 def rank(items: Sequence[KeyItem], *, limit: int | None = None, max_chars: int | None = None) -> list[KeyItem]:
@@ -346,7 +359,7 @@ def must_keep_items(lines: Iterable[str]) -> list[KeyItem]:
     for line in lines:
         line = " ".join(str(line).split())
         if line:
-            anchors = tuple(dict.fromkeys(_anchor(k, t) for k, t in _tokens(line)))
+            anchors = tuple(dict.fromkeys(_anchor(k, t) for k, t in tokens(line)))
             out.append(KeyItem(line, "must", SCORE_MUST, anchors))
     return out
 
