@@ -117,6 +117,10 @@ class Message:
         )
 
 
+#: Items listed per audit list (the counts are exact; the lists keep the best-ranked ones).
+MAX_LISTED = 100
+
+
 @dataclass
 class SummaryAudit:
     """Which key items of its inputs a summary kept (see `arawn_core.memory.audit`).
@@ -136,7 +140,8 @@ class SummaryAudit:
     total: int = 0
     missing: list[str] = field(default_factory=list)
     appended: list[str] = field(default_factory=list)
-    dropped: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)  # the best MAX_LISTED of them
+    dropped_count: int = 0
     repair_calls: int = 0
     retries: int = 0  # replies rejected as not a summary, and asked for again
     fallbacks: int = 0  # pieces written without the model (extractive)
@@ -160,8 +165,8 @@ class SummaryAudit:
         parts = [f"kept {self.kept}/{self.total} key items"]
         if self.appended:
             parts.append(f"{len(self.appended)} appended verbatim")
-        if self.dropped:
-            parts.append(f"{len(self.dropped)} dropped")
+        if self.dropped_count or self.dropped:
+            parts.append(f"{max(self.dropped_count, len(self.dropped))} dropped")
         if self.repair_calls:
             parts.append(f"{self.repair_calls} repair call{'s' if self.repair_calls != 1 else ''}")
         return " · ".join(parts)

@@ -51,7 +51,7 @@ from arawn_core.memory import audit as A
 from arawn_core.memory import keyitems as K
 from arawn_core.memory.degenerate import defect as reply_defect
 from arawn_core.memory.keyitems import KeyItem
-from arawn_core.models import Provenance, SummaryAudit
+from arawn_core.models import MAX_LISTED, Provenance, SummaryAudit
 
 if TYPE_CHECKING:
     from arawn_core.config import Settings
@@ -285,7 +285,9 @@ class _Op:
             level, kept, total, missing, appended = "none", len(draft.items), len(draft.items), [], []
         return SummaryAudit(
             mode=mode, level=level, kept=kept, total=total, missing=missing,
-            appended=[it.text for it in appended], dropped=[it.text for it in self.dropped.values()],
+            appended=[it.text for it in appended],
+            dropped=[it.text for it in K.rank(list(self.dropped.values()), limit=MAX_LISTED)],
+            dropped_count=len(self.dropped),
             repair_calls=self.repair_calls, retries=self.retries, fallbacks=self.fallbacks,
             defects=list(dict.fromkeys(self.defects)), levels=self.levels,
             items=[it.to_dict() for it in draft.items],

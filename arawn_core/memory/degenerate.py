@@ -79,10 +79,10 @@ def defect(reply: str, *, instructions: str, input_chars: int) -> str | None:
     text = reply.strip()
     if not text:
         return "it was empty"
-    if _FENCE_MARK.search(text):
-        return "it contained the prompt's fence markers"
     if echoes(text, instructions):
         return "it repeated the instructions instead of summarizing"
+    if _FENCE_MARK.search(text):
+        return "it contained the prompt's fence markers"
     if loops(text):
         return "it repeated itself in a loop"
     if input_chars and len(text) > input_chars + LENGTH_SLACK_CHARS:

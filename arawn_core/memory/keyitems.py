@@ -158,7 +158,7 @@ _TOKENS = re.compile(
     rf"|(?P<quantity>(?:[$€£]\s?\d[\d,]*(?:\.\d+)?\s?(?:k|m|bn|million|billion)?\b)"
     rf"|\b\d[\d,]*(?:\.\d+)?\s?(?:{_UNITS})(?![\w]))"
     r"|(?P<inline>`[^`\n]{2,80}`)"
-    r"|(?P<identifier>(?<!\\)\b[a-z]+(?:[A-Z][a-z0-9]+)+\b|\b[A-Z][a-z0-9]+(?:[A-Z][a-z0-9]+){1,}\b"
+    r"|(?P<identifier>\b[a-z]+(?:[A-Z][a-z0-9]+)+\b|\b[A-Z][a-z0-9]+(?:[A-Z][a-z0-9]+){1,}\b"
     r"|\b[a-z][a-z0-9]*(?:_[a-z0-9]+)+\b)",
     re.IGNORECASE,
 )
@@ -182,7 +182,7 @@ _DECISION = re.compile(r"\b(?:we|i)(?:'ve| have)? (?:decided|chose|chosen|settle
 _INSTRUCTION = re.compile(r"^(?:please\s+)?(?:always|never|make sure|ensure|use|avoid|do not|don'?t|stop|keep|"
                           r"write|add|remove|rename|change|call|prefer)\b|\b(?:you (?:must|should)|from now on|"
                           r"going forward|in future)\b", re.I)
-_CONSTRAINT = re.compile(r"\b(?:must(?: not)?|mustn'?t|cannot|can'?t|no more than|at most|at least|"
+_CONSTRAINT = re.compile(r"\b(?:must(?: not)?|mustn'?t|cannot|no more than|at most|at least|"
                          r"deadline|by (?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|tomorrow|"
                          r"end of)|budget|required|requirement|limit(?:ed)? to|without)\b", re.I)
 
@@ -210,8 +210,8 @@ def tokens(text: str) -> Iterable[tuple[str, str]]:
         raw = m.group(0)
         if kind == "code" and not _CODE_STRICT.fullmatch(raw):
             continue
-        if kind == "identifier" and not _IDENT_STRICT.fullmatch(raw):
-            continue
+        if kind == "identifier" and (not _IDENT_STRICT.fullmatch(raw) or text[m.start() - 1:m.start()] == "\\"):
+            continue  # not a name, or an escaped "\nName" pasted from a string literal
         token = _strip_token(kind, raw)
         if kind == "inline":
             if not token or token.isdigit():
@@ -242,9 +242,15 @@ class _Acc:
             old.score = item.score
 
 
+#: Content words a decision, instruction, constraint or question needs to be an item ("How are you?" is not).
+MIN_SENTENCE_WORDS = 3
+
+
 def _sentence_kind(sentence: str) -> tuple[str, float] | None:
     if _KEEP.search(sentence):
         return "keep", SCORE_KEEP
+    if len(content_words(sentence)) < MIN_SENTENCE_WORDS:
+        return None
     if _DECISION.search(sentence):
         return "decision", SCORE_DECISION
     if _INSTRUCTION.search(sentence):
