@@ -24,8 +24,7 @@ APP_NAME = "arawn"
 DEFAULT_HOST = "http://127.0.0.1:11434"
 
 
-class ConfigError(Exception):
-    """Bad configuration: one line, naming the file and the key."""
+from arawn_core.errors import ConfigError  # noqa: E402,F401  (defined with the other errors; re-exported)
 
 
 @dataclass(frozen=True)
@@ -51,7 +50,8 @@ class CompressionSettings:
     token_threshold_chars: int = 32000
     min_messages: int = 4
     verbatim_max_chars: int = 2000
-    max_concurrency: int = 2
+    max_concurrency: int = 2  # LLM calls in flight for compression, across all jobs
+    max_jobs: int = 2  # compression jobs running at once (the scheduler)
     max_attempts: int = 5
     retry_base_s: float = 2.0
     retry_max_s: float = 300.0
@@ -107,6 +107,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "workstream.compression.min_messages": (0, 1_000_000),
     "workstream.compression.verbatim_max_chars": (0, 100_000_000),
     "workstream.compression.max_concurrency": (1, 64),
+    "workstream.compression.max_jobs": (1, 64),
     "workstream.compression.max_attempts": (1, 100),
     "workstream.compression.retry_base_s": (0, 3600),
     "workstream.compression.retry_max_s": (0, 86_400),

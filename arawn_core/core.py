@@ -27,21 +27,24 @@ from arawn_core.models import (
     CompressionJob,
     CompressionStatus,
     JobKind,
-    JobProgress,
     JobState,
+    JobStatus,
     Message,
     Session,
     Summary,
+    SummaryStamp,
     Workstream,
     WorkstreamState,
     iso_utc,
     new_id,
     utc_now,
 )
-from arawn_core.store.converters import status_from_jobs, workstream_from_row
+from arawn_core.store.converters import status_from_jobs
 from arawn_core.store.db import Database, ensure_private_dir
 from arawn_core.store.jobs import JobQueue
-from arawn_core.store.repository import NotFound, Repository
+from arawn_core.runtime import Scheduler
+from arawn_core.store.repository import Repository
+from arawn_core.errors import BackendUnavailable, NotFound, UsageError  # noqa: F401  (UsageError re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +54,6 @@ ESTIMATOR_KEY = "token_estimator"
 Progress = Callable[[int, int], None]
 
 
-class UsageError(Exception):
-    """Bad input from the user (unknown workstream, ambiguous title, ...): exit code 2."""
 
 
 class ArawnCore:
@@ -107,9 +108,9 @@ class ArawnCore:
 
     async def _recover(self) -> None:
         """After a crash: index JSONL lines SQLite missed; orphaned running jobs back to pending."""
-        rows = await self.db.fetchall("SELECT id, log_offset FROM workstreams")
+        offsets = await self.repo.index_offsets()
         behind = await asyncio.to_thread(
-            lambda: [r[0] for r in rows if _file_size(self.repo.messages_path(r[0])) > r[1]])
+            lambda: [ws_id for ws_id, indexed in offsets if _file_size(self.repo.messages_path(ws_id)) > indexed])
         for ws_id in behind:
             await self.repo.catch_up(ws_id)
         await self.queue.recover_orphans()
@@ -137,48 +138,27 @@ class ArawnCore:
 
     # ---- workstreams ---------------------------------------------------
     async def list_workstreams(self, include_archived: bool = False) -> list[Workstream]:
-        rows = await self.repo.workstream_rows(include_archived)
-        status = await self._job_status()
-        summaries = {r["id"]: r for r in await self.db.fetchall(
-            "SELECT w.id, m.model, m.prompt_version FROM workstreams w JOIN summaries m ON m.id = w.summary_id")}
-        out = []
-        for row in rows:
-            ws = workstream_from_row(row)
-            ws.session_count = row["session_count"]
-            self._apply_status(ws, status.get(ws.id), summaries.get(ws.id))
-            out.append(ws)
-        return out
+        workstreams = await self.repo.list_workstreams(include_archived)
+        status = await self.queue.status()
+        stamps = await self.repo.workstream_summary_stamps()
+        for ws in workstreams:
+            self._apply_status(ws, status.get(ws.id), stamps.get(ws.id))
+        return workstreams
 
-    async def _job_status(self) -> dict[str, dict]:
-        out: dict[str, dict] = {}
-        for r in await self.queue.status_rows():
-            s = out.setdefault(r["workstream_id"], {"states": set(), "error": None, "done": 0, "total": 0})
-            s["states"].add(r["state"])
-            if r["state"] == "failed":
-                s["error"] = r["last_error"]
-            if r["state"] == "running":
-                s["done"] += r["progress_done"]
-                s["total"] += r["progress_total"]
-        return out
-
-    def _apply_status(self, ws: Workstream, jobs: dict | None, summary_row) -> None:
-        stale = False
-        if summary_row is not None:
-            stale = stale_fields(summary_row["model"], summary_row["prompt_version"], self.compression_model())
-        ws.compression = status_from_jobs(jobs["states"] if jobs else set(), None, summary_row is not None, stale)
+    def _apply_status(self, ws: Workstream, jobs: JobStatus | None, stamp: SummaryStamp | None) -> None:
+        stale = stamp is not None and stale_fields(stamp.model, stamp.prompt_version, self.compression_model())
+        ws.compression = status_from_jobs(jobs, stamp is not None, stale)
         if jobs:
-            ws.progress = JobProgress(jobs["done"], jobs["total"])
-            ws.last_error = jobs["error"]
+            ws.progress = jobs.progress
+            ws.last_error = jobs.error
 
     async def get_workstream(self, workstream_id: str) -> Workstream:
         ws = await self.repo.get_workstream(workstream_id)
         summary = await self.repo.workstream_summary(ws.id)
         ws.summary = summary.text if summary else None
-        row = await self.db.fetchone("SELECT COUNT(*) FROM sessions WHERE workstream_id = ?", (ws.id,))
-        ws.session_count = row[0]
-        status = (await self._job_status()).get(ws.id)
-        srow = {"model": summary.provenance.model, "prompt_version": summary.provenance.prompt_version} if summary else None
-        self._apply_status(ws, status, srow)
+        ws.session_count = await self.repo.workstream_count_sessions(ws.id)
+        stamp = SummaryStamp(summary.provenance.model, summary.provenance.prompt_version) if summary else None
+        self._apply_status(ws, (await self.queue.status(ws.id)).get(ws.id), stamp)
         return ws
 
     async def resolve_workstream(self, ref: str) -> Workstream:
@@ -241,25 +221,15 @@ class ArawnCore:
     # ---- sessions ------------------------------------------------------
     async def list_sessions(self, workstream_id: str) -> list[Session]:
         sessions = await self.repo.list_sessions(workstream_id)
-        rows = await self.db.fetchall(
-            "SELECT s.id, m.text, m.model, m.prompt_version FROM sessions s JOIN summaries m ON m.id = s.summary_id"
-            " WHERE s.workstream_id = ?", (workstream_id,))
-        summaries = {r["id"]: r for r in rows}
-        jobs = await self.db.fetchall(
-            "SELECT session_id, state, last_error FROM jobs WHERE workstream_id = ? AND kind = 'session'"
-            " AND state IN ('pending','running','failed')", (workstream_id,))
-        job_states: dict[str, tuple[set[str], str | None]] = {}
-        for j in jobs:
-            states, err = job_states.get(j["session_id"], (set(), None))
-            states.add(j["state"])
-            job_states[j["session_id"]] = (states, j["last_error"] or err)
+        stamps = await self.repo.session_summary_stamps(workstream_id)
+        status = await self.queue.status(workstream_id, per_session=True)
         for s in sessions:
-            srow = summaries.get(s.id)
-            states, err = job_states.get(s.id, (set(), None))
-            stale = bool(srow) and stale_fields(srow["model"], srow["prompt_version"], self.compression_model())
-            s.summary = srow["text"] if srow else None
-            s.compression = status_from_jobs(states, err, srow is not None, stale)
-            s.last_error = err
+            stamp = stamps.get(s.id)
+            jobs = status.get(s.id)
+            stale = stamp is not None and stale_fields(stamp.model, stamp.prompt_version, self.compression_model())
+            s.summary = stamp.text if stamp else None
+            s.compression = status_from_jobs(jobs, stamp is not None, stale)
+            s.last_error = jobs.error if jobs else None
         return sessions
 
     async def get_session(self, session_id: str) -> Session:
@@ -367,9 +337,7 @@ class ArawnCore:
                         self.estimator.observe(model, chars, chunk.usage.prompt_tokens)
         finally:
             if parts:
-                meta = {"model": model, "reply_to": user.id}
-                if not finished:
-                    meta["interrupted"] = True
+                meta = Message.reply_metadata(model, user.id, interrupted=not finished)
                 await asyncio.shield(self._store_reply(workstream_id, "".join(parts), meta))
 
     async def _store_reply(self, workstream_id: str, text: str, meta: dict) -> None:
@@ -430,25 +398,14 @@ class ArawnCore:
             return None
         return await self.run_job(job)
 
+    def scheduler(self, max_jobs: int | None = None) -> Scheduler:
+        """A scheduler over this core: `run()` it until `stop()` (the TUI), or `drain()` it (the CLI)."""
+        return Scheduler(self, max_jobs)
+
     async def work_queue(self, workstream_id: str | None = None, stop_on_unreachable: bool = True,
                          wait_for_retries: bool = True) -> list[JobOutcome]:
-        """Work due jobs until none is left (waiting out retry backoff if asked)."""
-        from arawn_core.llm.errors import BackendUnavailable
-
-        outcomes: list[JobOutcome] = []
-        while True:
-            outcome = await self.run_next(workstream_id)
-            if outcome is not None:
-                outcomes.append(outcome)
-                if stop_on_unreachable and isinstance(outcome.error, BackendUnavailable):
-                    return outcomes
-                continue
-            if not wait_for_retries:
-                return outcomes
-            wait = await self.queue.next_due_in(workstream_id)
-            if wait is None:
-                return outcomes
-            await asyncio.sleep(min(wait, 5.0) + 0.01)
+        """Work due jobs until none is left (waiting out retry backoff if asked): `Scheduler.drain`."""
+        return await self.scheduler().drain(workstream_id, stop_on_unreachable, wait_for_retries)
 
     async def list_jobs(self, state: JobState | None = None, workstream_id: str | None = None) -> list[CompressionJob]:
         return await self.queue.list(state, workstream_id)

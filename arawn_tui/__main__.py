@@ -20,10 +20,29 @@ def main(argv: list[str] | None = None) -> int:
     return run_tui(argv)
 
 
-def run_tui(argv: list[str]) -> int:
+# Textual paints at most TEXTUAL_FPS frames a second (default 60), and a key's change
+# reaches the terminal only with the next frame tick, often the one after (the widget,
+# then the screen, each settle first). At 120 a key shows about twice as soon; frames
+# are only painted when something changed, so an idle app costs nothing more.
+FRAMES_PER_SECOND = "120"
+
+
+def tune_process_for_tui() -> None:
+    """The process is about to run the TUI and nothing else: call before Textual is imported.
+
+    Textual reads TEXTUAL_FPS when it is first imported (a value the user set wins), and the
+    garbage collector is paused until the first screen is painted (see gc_pause; the app,
+    built with `tune_gc=True`, resumes it). Never done at import, nor for `--headless`."""
+    import os
+
     from arawn_tui import gc_pause
 
-    gc_pause.pause()  # until the first screen is painted (the app resumes it): see gc_pause
+    os.environ.setdefault("TEXTUAL_FPS", FRAMES_PER_SECOND)
+    gc_pause.pause()
+
+
+def run_tui(argv: list[str]) -> int:
+    tune_process_for_tui()
     parser = argparse.ArgumentParser(prog="arawn", description="A terminal workbench for long-running "
                                      "conversations with a local LLM. `arawn --headless --help` for scripting.")
     parser.add_argument("--config", help="path to arawn.toml")
@@ -40,7 +59,7 @@ def run_tui(argv: list[str]) -> int:
     backend = asyncio.run(prepare_backend(settings))
     from arawn_tui.factory import create_app
 
-    app = create_app(settings, backend)
+    app = create_app(settings, backend, tune_gc=True)
     app.run()
     return int(app.return_code or 0)
 

@@ -14,23 +14,15 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, NoReturn
 
-from arawn_core.config import ConfigError, Settings, load_settings
-from arawn_core.core import ArawnCore, UsageError
+from arawn_core.config import Settings, load_settings
+from arawn_core.core import ArawnCore
+from arawn_core.errors import EXIT_FAILED, EXIT_UNREACHABLE, EXIT_USAGE, ArawnError, BackendUnavailable, UsageError
+from arawn_core.errors import CommandFailed as CliError
 from arawn_core.llm.base import LLMBackend
-from arawn_core.llm.errors import BackendUnavailable, LLMError
 from arawn_core.models import JobState
-from arawn_core.store.db import DatabaseError
-from arawn_core.store.jsonl import StorageFull
-from arawn_core.store.repository import NotFound
 from arawn_tui import cli_output as out
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
-
-
-class CliError(Exception):
-    def __init__(self, message: str, code: int) -> None:
-        super().__init__(message)
-        self.code = code
+EXIT_OK = 0
 
 
 class Parser(argparse.ArgumentParser):
@@ -331,14 +323,8 @@ def run(argv: list[str], backend: LLMBackend | None = None) -> int:
         args = build_parser().parse_args(argv)
         settings = load_settings(args.config, args.data_dir)
         return asyncio.run(_run(args, settings, backend))
-    except CliError as exc:
-        return _fail(str(exc), exc.code)
-    except (ConfigError, UsageError, NotFound) as exc:
-        return _fail(str(exc), EXIT_USAGE)
-    except BackendUnavailable as exc:
-        return _fail(str(exc), EXIT_UNREACHABLE)
-    except (LLMError, DatabaseError, StorageFull) as exc:
-        return _fail(str(exc), EXIT_FAILED)
+    except ArawnError as exc:  # every expected failure: usage, not found, storage, backend, ...
+        return _fail(exc.message, exc.exit_code)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
     except BrokenPipeError:

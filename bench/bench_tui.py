@@ -98,6 +98,7 @@ end_sessions_on_quit = false
 
 [workstream.compression]
 max_concurrency = 4
+max_jobs = 4
 max_summary_tokens = 256
 token_threshold_chars = 100000000
 verbatim_max_chars = 0
@@ -191,6 +192,7 @@ def install_phase_timers() -> None:
 
 
 async def start_once(data_dir: str, port: int, expect: int, profile: Any = None) -> dict[str, Any]:
+    from arawn_tui import gc_pause
     from arawn_tui.__main__ import prepare_backend
     from arawn_tui.factory import create_app
 
@@ -202,7 +204,8 @@ async def start_once(data_dir: str, port: int, expect: int, profile: Any = None)
     t0 = time.perf_counter()
     if profile is not None:
         profile.enable()
-    app = create_app(settings, backend)
+    gc_pause.pause()  # as `arawn` does before each app (tune_process_for_tui), for the cold and the warm run
+    app = create_app(settings, backend, tune_gc=True)
 
     def on_frame(t: float, size: int) -> None:
         frames.append((t, size))
@@ -457,7 +460,7 @@ async def keys_inprocess(args: Any) -> dict[str, Any]:
     info = json.loads(args.long_sessions)
     settings = settings_for(args.data_dir, KEYS_TOML.format(model="fake-model", llm_extra=""))
     backend = FakeBackend(latency_s=FAKE_LATENCY_S)
-    app = create_app(settings, backend)
+    app = create_app(settings, backend, tune_gc=True)
     waiter = FrameWaiter()
     waiter.sampler = StackSampler() if args.child_profile else None
     hook_display(app, waiter.on_frame)
@@ -475,7 +478,7 @@ async def keys_inprocess(args: Any) -> dict[str, Any]:
         await asyncio.sleep(2.0)  # the first workstream's chat (a long transcript) mounts in batches
 
         def running_jobs() -> int:
-            return len(app._workers_in_job)
+            return len(app.scheduler.running_jobs) if app.scheduler else 0
 
         def loading_now() -> bool:
             """A workstream's sessions/summary/chat being loaded, or a transcript still mounting in batches."""
@@ -571,7 +574,7 @@ async def keys_inprocess(args: Any) -> dict[str, Any]:
         busy_end = time.perf_counter()
         jobs_at_busy_end = running_jobs()
         deadline = time.monotonic() + 300
-        while running_jobs() or any(w.group == "compression" and not w.is_finished for w in app.workers):
+        while running_jobs():
             if time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.1)
@@ -839,7 +842,7 @@ def child_wrapper(args: Any) -> None:
 
     marks["imported_app"] = time.perf_counter()
     install_phase_timers()
-    app = create_app(settings, backend)
+    app = create_app(settings, backend, tune_gc=True)
     marks["app_created"] = time.perf_counter()
 
     def on_frame(t: float, size: int) -> None:
@@ -1008,6 +1011,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config")
     p.add_argument("--marks")
     args = p.parse_args(argv)
+    if args.child:
+        from arawn_tui.__main__ import tune_process_for_tui
+
+        tune_process_for_tui()  # as `arawn` does, before Textual is imported
     if args.child == "start":
         print(json.dumps(child_start(args)))
         return 0

@@ -9,6 +9,7 @@ from arawn_core.models import (
     CompressionJob,
     CompressionStatus,
     JobKind,
+    JobStatus,
     JobState,
     Provenance,
     Session,
@@ -137,7 +138,8 @@ def job_from_row(row: Row) -> CompressionJob:
     )
 
 
-def status_from_jobs(states: set[str], failed_error: str | None, has_summary: bool, stale: bool) -> CompressionStatus:
+def status_from_jobs(jobs: JobStatus | None, has_summary: bool, stale: bool) -> CompressionStatus:
+    states = jobs.states if jobs else set()
     if "running" in states:
         return CompressionStatus.RUNNING
     if "pending" in states:

@@ -14,7 +14,7 @@ import random
 import time
 from typing import Any
 
-from arawn_core.models import CompressionJob, JobKind, JobState, new_id, utc_now
+from arawn_core.models import CompressionJob, JobKind, JobState, JobStatus, new_id, utc_now
 from arawn_core.store.converters import job_from_row
 from arawn_core.store.db import Database
 
@@ -191,9 +191,31 @@ class JobQueue:
             return None
         return max(0.0, row[0] - time.time())
 
-    async def status_rows(self) -> list[Any]:
-        """Per workstream: open/failed job states and progress, for badges."""
-        return await self.db.fetchall(
-            "SELECT workstream_id, state, kind, last_error, progress_done, progress_total FROM jobs"
-            " WHERE state IN ('pending','running','failed')"
-        )
+    async def status(self, workstream_id: str | None = None, per_session: bool = False) -> dict[str, JobStatus]:
+        """Open and failed jobs folded per workstream (or, with `per_session`, per session of
+        `workstream_id`, session jobs only): the one place job status is computed."""
+        sql = ("SELECT workstream_id, session_id, state, kind, last_error, progress_done, progress_total FROM jobs"
+               " WHERE state IN ('pending','running','failed')")
+        params: tuple[Any, ...] = ()
+        if workstream_id:
+            sql += " AND workstream_id = ?"
+            params = (workstream_id,)
+        if per_session:
+            sql += " AND kind = 'session'"
+        out: dict[str, JobStatus] = {}
+        retrying: dict[str, str] = {}
+        for r in await self.db.fetchall(sql + " ORDER BY updated_at", params):
+            key = r["session_id"] if per_session else r["workstream_id"]
+            s = out.setdefault(key, JobStatus())
+            s.states.add(r["state"])
+            if r["state"] == "failed":
+                s.error = r["last_error"] or s.error
+            elif r["last_error"]:
+                retrying[key] = r["last_error"]
+            if r["state"] == "running":
+                s.progress.done += r["progress_done"]
+                s.progress.total += r["progress_total"]
+        for key, error in retrying.items():
+            if out[key].error is None:
+                out[key].error = error
+        return out

@@ -22,6 +22,7 @@ from arawn_core.models import (
     Session,
     Summary,
     SummaryKind,
+    SummaryStamp,
     Workstream,
     WorkstreamState,
     new_id,
@@ -45,8 +46,7 @@ EVENTS_FILE = "events.jsonl"
 Progress = Callable[[int, int], None]
 
 
-class NotFound(LookupError):
-    pass
+from arawn_core.errors import NotFound  # noqa: E402,F401  (defined with the other errors; re-exported)
 
 
 def checked_id(value: str) -> str:
@@ -119,12 +119,40 @@ class Repository:
             raise NotFound(f"no workstream with id {workstream_id}")
         return workstream_from_row(row)
 
-    async def workstream_rows(self, include_archived: bool) -> list[Any]:
+    async def list_workstreams(self, include_archived: bool) -> list[Workstream]:
+        """Scratch first, then the most recently active; each with its session count."""
         where = "" if include_archived else "WHERE w.state = 'active'"
-        return await self.db.fetchall(
+        rows = await self.db.fetchall(
             "SELECT w.*, (SELECT COUNT(*) FROM sessions s WHERE s.workstream_id = w.id) AS session_count"
             f" FROM workstreams w {where} ORDER BY w.is_scratch DESC, w.updated_at DESC"
         )
+        out = []
+        for row in rows:
+            ws = workstream_from_row(row)
+            ws.session_count = row["session_count"]
+            out.append(ws)
+        return out
+
+    async def workstream_count_sessions(self, workstream_id: str) -> int:
+        row = await self.db.fetchone("SELECT COUNT(*) FROM sessions WHERE workstream_id = ?", (workstream_id,))
+        return row[0]
+
+    async def workstream_summary_stamps(self) -> dict[str, SummaryStamp]:
+        """workstream id -> what its current summary was made with (for staleness badges)."""
+        rows = await self.db.fetchall(
+            "SELECT w.id, m.model, m.prompt_version FROM workstreams w JOIN summaries m ON m.id = w.summary_id")
+        return {r["id"]: SummaryStamp(r["model"], r["prompt_version"]) for r in rows}
+
+    async def session_summary_stamps(self, workstream_id: str) -> dict[str, SummaryStamp]:
+        """session id -> its summary's text and what it was made with, for one workstream's sessions."""
+        rows = await self.db.fetchall(
+            "SELECT s.id, m.text, m.model, m.prompt_version FROM sessions s JOIN summaries m ON m.id = s.summary_id"
+            " WHERE s.workstream_id = ?", (workstream_id,))
+        return {r["id"]: SummaryStamp(r["model"], r["prompt_version"], r["text"]) for r in rows}
+
+    async def index_offsets(self) -> list[tuple[str, int]]:
+        """(workstream id, bytes of its messages.jsonl indexed so far), for crash recovery."""
+        return [(r[0], r[1]) for r in await self.db.fetchall("SELECT id, log_offset FROM workstreams")]
 
     async def find_workstreams_by_title(self, title: str) -> list[Workstream]:
         rows = await self.db.fetchall("SELECT * FROM workstreams WHERE title = ?", (title,))
@@ -535,9 +563,7 @@ class Repository:
 
 def _note_import(last: dict[str, tuple[str, str]], m: Message) -> None:
     """Track (import key, latest timestamp) per imported session."""
-    meta = m.metadata if isinstance(m.metadata, dict) else {}
-    info = meta.get("import")
-    key = info.get("key") if isinstance(info, dict) else None
+    key = m.import_key
     if key:
         prev = last.get(m.session_id)
         last[m.session_id] = (key, max(m.timestamp, prev[1]) if prev else m.timestamp)

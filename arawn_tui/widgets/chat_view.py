@@ -338,4 +338,4 @@ class ChatView(VerticalScroll):
 
 def _message_widget(m: Message) -> ChatMessage:
     return ChatMessage(m.role, m.content, m.timestamp, message_id=m.id,
-                       note="stopped" if (m.metadata or {}).get("interrupted") else "")
+                       note="stopped" if m.interrupted else "")
