@@ -59,6 +59,7 @@ class CompressionSettings:
     safety_margin_tokens: int = 256
     audit: str = "repair"  # repair | report | off: check each summary's key items (arawn_core.memory.audit)
     key_items_share: float = 0.25  # of max_summary_tokens: bound of the verbatim "Key items" section
+    prompt_style: str = "auto"  # auto | chat | completion (a base model); auto: completion for the packaged model
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,8 @@ _RANGES: dict[str, tuple[float, float]] = {
     "workstream.compression.key_items_share": (0, 0.9),
 }
 _CHOICES: dict[str, tuple[str, ...]] = {"llm.backend": ("auto", "ollama", "embedded"),
-                                        "workstream.compression.audit": ("repair", "report", "off")}
+                                        "workstream.compression.audit": ("repair", "report", "off"),
+                                        "workstream.compression.prompt_style": ("auto", "chat", "completion")}
 
 
 def _type_name(t: Any) -> str:

@@ -164,6 +164,11 @@ class JobRunner:
         """A base model (the packaged embedded one) gets the completion framing; known once resolved."""
         if self._style is not None:
             return
+        configured = self.settings.workstream.compression.prompt_style
+        if configured != "auto":
+            self._style = configured
+            self._summarizer = None
+            return
         backend = self.backend
         resolve = getattr(backend, "resolve", None)
         if resolve is not None:
