@@ -412,7 +412,7 @@ class LossyReply:
 
         data = data_of(messages)
         user = "\n".join(m.get("content", "") for m in messages if m.get("role") == "user")
-        asked = _ASKED_WORDS.findall(user)
+        asked = _ASKED_WORDS.findall("\n".join(_FENCED_BODY.sub("", m.get("content", "")) for m in messages))
         words = int(int(asked[-1]) * self.fill) if asked else 60
         texts: list[str] = []
         seen: set[str] = set()

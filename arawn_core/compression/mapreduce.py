@@ -72,8 +72,10 @@ MIN_TARGET_WORDS = 30
 #: Minimum room for data in one call; below it the configuration is unusable.
 MIN_DATA_TOKENS = 128
 #: A summary of a short input is asked for about 1/COMPRESSION of its words (never under MIN_INPUT_WORDS_TARGET).
-COMPRESSION = 10.0
+COMPRESSION = 18.0
 MIN_INPUT_WORDS_TARGET = 100
+#: The extractive fallback lists at least this many characters of key items, however small max_summary_tokens.
+MIN_FALLBACK_CHARS = 600
 #: Safety stop for reduce loops that make no progress (a model that will not shorten).
 MAX_ROUNDS = 64
 
@@ -361,7 +363,7 @@ class Summarizer:
         whole = lambda shorter: P.session_messages(items, target_words=words, shorter=shorter, style=style)  # noqa: E731
         if self._fits(whole):
             op.plan(1)
-            keys = self._items_of_messages(items)
+            keys = self._bounded(op, "session", [self._items_of_messages(items)], words)
             try:
                 draft = await self._summarize(whole, op, "session", keys, chars, top=True)
                 return await op.result(draft, chars, self.config.audit)
@@ -457,7 +459,7 @@ class Summarizer:
         )
         op.plan(1)
         if self._fits(direct):
-            keys = self._bounded(op, "checkpoint", [prev_items, self._items_of_messages(items)])
+            keys = self._bounded(op, "checkpoint", [prev_items, self._items_of_messages(items)], words)
             try:
                 draft = await self._summarize(direct, op, "checkpoint", keys, input_chars, top=True)
                 return await op.result(draft, input_chars, self.config.audit)
@@ -495,16 +497,32 @@ class Summarizer:
         tokens = int(self.config.max_summary_tokens * self.config.key_items_share)
         return int(tokens * min(self.estimator.chars_per_token(self.config.model), 3.0))
 
-    def _bounded(self, op: _Op, level: str, groups: Sequence[Sequence[KeyItem]]) -> list[KeyItem]:
-        """The inputs' items merged and ranked; those over the bound are recorded as dropped."""
+    def _bounded(self, op: _Op, level: str, groups: Sequence[Sequence[KeyItem]], words: int) -> list[KeyItem]:
+        """The inputs' items merged and ranked; those over the bound are recorded as dropped.
+
+        The bound is what a summary of `words` words can be held to: the items may take 40% of it
+        (and no more than `_tracked_chars`); keep requests and decisions rank first, so they are
+        the last to go.
+        """
         if not self.auditing:
             return []
         ranked = K.rank(K.merge(groups))
-        limit, room = self.max_items(), self._tracked_chars()
+        limit = self.max_items()
+        keep_room = self._tracked_chars()
+        room = min(keep_room, int(words * CHARS_PER_WORD * 0.4))
         taken: list[KeyItem] = []
+        full = False
         for it in ranked:
             cost = _item_cost(it)
-            if len(taken) >= limit or (cost > room and it.score < K.SCORE_MUST):
+            if it.score >= K.SCORE_MUST:
+                fits = True  # lines the caller protects: always
+            elif it.kind in ("keep", "decision"):  # each that fits the summary's whole item room
+                fits = len(taken) < limit and cost <= keep_room
+                keep_room -= cost if fits else 0
+            else:  # the rest: a prefix of the ranking, so a model writing its best points first keeps them
+                full = full or len(taken) >= limit or cost > room
+                fits = not full
+            if not fits:
                 op.dropped.setdefault(it.key, it)
                 continue
             taken.append(it)
@@ -707,7 +725,9 @@ class Summarizer:
         return text
 
     def _fallback_chars(self) -> int:
-        return int(self.config.max_summary_tokens * min(self.estimator.chars_per_token(self.config.model), 3.0) * 0.8)
+        """Room for the extractive fallback's items: most of a summary, and never too little for a few."""
+        ratio = min(self.estimator.chars_per_token(self.config.model), 3.0)
+        return max(MIN_FALLBACK_CHARS, int(self.config.max_summary_tokens * ratio * 0.8))
 
     # ---- pieces: one call, or split and redo ------------------------------
     def _piece_builder(self, kind: PieceKind, units: list[ChunkItem], position: str | None, words: int) -> Builder:
@@ -725,17 +745,17 @@ class Summarizer:
         if kind == "condense":
             half = len("".join(u.text for u in units).split()) // 2
             return max(MIN_TARGET_WORDS, min(half, self._target_words(share=2)))
-        if kind == "merge":  # a merge writes at most about half the words it reads
-            words = min(self._target_words(share=self.config.fan_in), max(MIN_INPUT_WORDS_TARGET, chars // 12))
+        if kind == "merge":  # a merge writes at most ~3/8 of the words it reads
+            words = min(self._target_words(share=self.config.fan_in), max(MIN_INPUT_WORDS_TARGET, chars // 16))
             return max(MIN_TARGET_WORDS, words)
         return self._target_words(share=self.config.fan_in, input_chars=chars)
 
     def _piece_items(self, kind: PieceKind, units: list[ChunkItem], unit_items: dict[int, list[KeyItem]],
-                     op: _Op, level: str) -> list[KeyItem]:
+                     op: _Op, level: str, words: int) -> list[KeyItem]:
         if not self.auditing:
             return []
         if kind == "map":
-            return self._bounded(op, level, [K.extract(u.role, u.text) for u in units])
+            return self._bounded(op, level, [K.extract(u.role, u.text) for u in units], words)
         groups = []
         for u in units:
             its = unit_items.get(u.index, [])
@@ -743,7 +763,7 @@ class Summarizer:
                 m = K.Matcher(u.text)
                 its = [it for it in its if m.has(it)]
             groups.append(its)
-        return self._bounded(op, level, groups)
+        return self._bounded(op, level, groups, words)
 
     async def _run_piece(
         self, kind: PieceKind, units: list[ChunkItem], position: str | None, op: _Op,
@@ -751,13 +771,14 @@ class Summarizer:
     ) -> list[Draft]:
         """One call if the piece fits; else split it (smaller each time) and return the parts' outputs in order."""
         unit_items = unit_items or {}
-        build = self._piece_builder(kind, units, position, self._words_for(kind, units))
+        words = self._words_for(kind, units)
+        build = self._piece_builder(kind, units, position, words)
         level = {"map": "chunk", "merge": "merge", "condense": "condense"}[kind]
         chars = sum(len(u.text) for u in units)
         if self._fits(build):
-            items = self._piece_items(kind, units, unit_items, op, level)
+            items = self._piece_items(kind, units, unit_items, op, level, words)
             if must:
-                items = self._bounded(op, level, [list(must), items])
+                items = self._bounded(op, level, [list(must), items], words)
             try:
                 return [await self._summarize(build, op, level, items, chars)]
             except _Overflow:
@@ -858,7 +879,7 @@ class Summarizer:
                 style = self.config.style
                 build: Builder = lambda s: builder(current, target_words=words, shorter=s, style=style)  # noqa: E731
                 if self._fits(build):
-                    items = self._bounded(op, level, [list(must), *[d.items for d in texts]])
+                    items = self._bounded(op, level, [list(must), *[d.items for d in texts]], words)
                     try:
                         return await self._summarize(build, op, level, items, sum(map(len, current)), top=True)
                     except _Overflow:
@@ -882,10 +903,11 @@ class Summarizer:
         planned = False
         for _ in range(MAX_ROUNDS):
             prev_text = previous.text if previous else None
-            build = build_for(prev_text, [d.text for d in texts], self._target_words(share=2))
+            words = self._target_words(share=2)
+            build = build_for(prev_text, [d.text for d in texts], words)
             if self._fits(build):
                 groups = [list(must), previous.items if previous else [], *[d.items for d in texts]]
-                items = self._bounded(op, level, groups)
+                items = self._bounded(op, level, groups, words)
                 chars = len(prev_text or "") + sum(len(d.text) for d in texts)
                 try:
                     return await self._summarize(build, op, level, items, chars, top=True)

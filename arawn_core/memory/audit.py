@@ -24,8 +24,7 @@ from arawn_core.models import Provenance
 AUDIT_MODES = ("repair", "report", "off")
 SECTION_HEADING = "## Key items (kept verbatim)"
 FALLBACK_HEADING = "## Summary written without the model"
-FALLBACK_NOTE = ("_The model's reply was rejected ({defect}); this summary lists the conversation's key items "
-                 "and the user's goals, decisions and questions as they were written._")
+FALLBACK_NOTE = "_The model's reply was rejected ({defect}); these are the key items as written._"
 
 
 @dataclass
@@ -101,11 +100,13 @@ def carried(items: Sequence[KeyItem], dropped: Iterable[KeyItem]) -> list[KeyIte
 
 
 def extractive_summary(items: Sequence[KeyItem], defect: str, max_chars: int, heading: str = "") -> str:
-    """The labelled fallback: the user's goals/decisions/questions, then the other key items, verbatim."""
+    """The labelled fallback: the user's goals/decisions/questions, then the other key items, verbatim.
+
+    `max_chars` bounds the items (the heading and the note come on top)."""
     goals = [it for it in items if is_user_goal(it)]
     others = [it for it in items if not is_user_goal(it)]
     parts = [FALLBACK_HEADING, FALLBACK_NOTE.format(defect=defect)]
-    used = sum(len(p) + 2 for p in parts)
+    used = 0
     for title, group in (("### The user's goals, decisions and questions", goals), ("### Key items", others)):
         lines: list[str] = []
         for item in group:
