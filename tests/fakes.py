@@ -325,8 +325,9 @@ def _transcript_points(body: str, plain: bool = False) -> list[str]:
             for i, h in enumerate(heads)] or [("user", body)]
     out = []
     for it in K.rank(K.merge(K.extract(role, text) for role, text in msgs)):
-        if it.kind in K.SENTENCE_KINDS and it.anchors:  # briefly, as a model would: "keep: QKD-4821"
-            out.append(f"{it.kind}: " + ", ".join(dict.fromkeys(t for _, t in K.tokens(it.text))))
+        if it.kind in K.SENTENCE_KINDS and it.anchors:  # briefly, as a model would: "remember: QKD-4821"
+            label = "remember" if it.kind == "keep" else it.kind
+            out.append(f"{label}: " + ", ".join(dict.fromkeys(t for _, t in K.tokens(it.text))))
         else:
             out.append(it.text)
     return out
@@ -352,8 +353,11 @@ def _points(messages: list[ChatMessage]) -> list[str]:
 
     A transcript: its key items, ranked. Summaries: the lines of their "Key items" sections and the
     missing items a repair names first, then the bullets of each summary taken in turn (the first
-    point of each, then the second of each ...), so each part's main points come first.
+    point of each, then the second of each ...), so each part's main points come first, with what
+    the user asked to keep moved to the front.
     """
+    from arawn_core.memory import keyitems as K
+
     user = "\n".join(m.get("content", "") for m in messages if m.get("role") == "user")
     blocks = [(m.group(1), m.group(3)) for m in _FENCED_BODY.finditer(user)]
     if not blocks:  # completion style: the data is plain text
@@ -371,10 +375,13 @@ def _points(messages: list[ChatMessage]) -> list[str]:
                 flagged, other = _bullets(child)
                 first.extend(flagged)
                 parts.append(other)
-    out = list(first)
+    turns = []
     for i in range(max((len(p) for p in parts), default=0)):
-        out.extend(p[i] for p in parts if i < len(p))
-    return out
+        turns.extend(p[i] for p in parts if i < len(p))
+    if blocks and blocks[0][0] != "TRANSCRIPT":  # summaries: what the user asked to keep before the rest
+        best = {line: max((it.score for it in K.extract("user", line)), default=0.0) for line in turns}
+        turns.sort(key=lambda line: -min(best[line], K.SCORE_KEEP))
+    return [*first, *turns]
 
 
 def data_of(messages: list[ChatMessage]) -> str:
