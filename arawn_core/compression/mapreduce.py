@@ -39,7 +39,7 @@ import hashlib
 import inspect
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Awaitable, Callable, Coroutine, Literal, Optional, Sequence, TypeVar
 
 from arawn_core.compression import prompts as P
@@ -606,6 +606,11 @@ class Summarizer:
                 async with self._sem:
                     completion: Completion = await self.backend.complete(messages, self.options)
             except ContextOverflow as exc:
+                if exc.num_ctx and exc.num_ctx < self.config.num_ctx:
+                    self._use_context(exc.num_ctx)  # the server's context is smaller: plan with it from now on
+                    num_ctx = exc.num_ctx
+                if exc.replan:  # turned back unsent, planned for a larger context: split, learn nothing
+                    raise _Overflow(str(exc)) from exc
                 op.calls += 1
                 if exc.prompt_tokens and exc.prompt_tokens > num_ctx:
                     self.estimator.observe(model, chars, exc.prompt_tokens)  # a real count above the limit
@@ -728,6 +733,12 @@ class Summarizer:
         """Room for the extractive fallback's items: most of a summary, and never too little for a few."""
         ratio = min(self.estimator.chars_per_token(self.config.model), 3.0)
         return max(MIN_FALLBACK_CHARS, int(self.config.max_summary_tokens * ratio * 0.8))
+
+    def _use_context(self, num_ctx: int) -> None:
+        """The server refused and named a smaller context than planned: every later call fits it."""
+        self.config = replace(self.config, num_ctx=num_ctx)
+        self.budget = replace(self.budget, num_ctx=num_ctx)
+        self.options = replace(self.options, num_ctx=num_ctx)
 
     # ---- pieces: one call, or split and redo ------------------------------
     def _piece_builder(self, kind: PieceKind, units: list[ChunkItem], position: str | None, words: int) -> Builder:

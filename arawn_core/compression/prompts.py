@@ -33,7 +33,8 @@ from typing import Iterable, Literal, Sequence, Union
 from arawn_core.compression.chunking import ChunkItem
 from arawn_core.llm.base import ChatMessage
 
-PROMPT_VERSION = "2026-12-04.1"
+# Defined with the staleness rule (listing reads it without importing this package): bump it there.
+from arawn_core.staleness import PROMPT_VERSION  # noqa: F401
 
 Style = Literal["chat", "completion"]
 

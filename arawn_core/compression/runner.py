@@ -86,20 +86,26 @@ class JobRunner:
         #: Lines that must survive every reduce of a workstream (pins, user edits): a hook for
         #: `arawn_core.memory`; the audit treats them as key items ranked above all others.
         self.must_keep: Callable[[str], Awaitable[Sequence[str]]] | None = None
+        #: The context calls are planned with (min of [llm] num_ctx and the server's); set by the core.
+        self.num_ctx_for: Callable[[str], Awaitable[int]] | None = None
+        self._num_ctx = settings.llm.num_ctx
 
     def summarizer(self) -> Summarizer:
         """One Summarizer per model, shared by every job: its semaphore bounds the calls in
         flight across all jobs to `max_concurrency` (not `max_concurrency` per job)."""
         model = self.model()
-        if self._summarizer is None or self._summarizer.config.model != model:
+        if self._summarizer is None or self._summarizer.config.model != model \
+                or self._summarizer.config.num_ctx > self._num_ctx:
             self._summarizer = self._make_summarizer()
         return self._summarizer
 
     def _make_summarizer(self) -> Summarizer:
         c = self.settings.workstream.compression
+        # A pool of hosts serves more calls at once than one host: one in flight per host slot.
+        concurrency = max(c.max_concurrency, int(getattr(self.backend, "capacity", 0) or 0))
         cfg = SummarizerConfig(
-            model=self.model(), num_ctx=self.settings.llm.num_ctx, max_summary_tokens=c.max_summary_tokens,
-            safety_margin_tokens=c.safety_margin_tokens, max_concurrency=c.max_concurrency, fan_in=c.fan_in,
+            model=self.model(), num_ctx=self._num_ctx, max_summary_tokens=c.max_summary_tokens,
+            safety_margin_tokens=c.safety_margin_tokens, max_concurrency=concurrency, fan_in=c.fan_in,
             audit=c.audit, key_items_share=c.key_items_share,  # type: ignore[arg-type]
             style="completion" if self._style == "completion" else "chat",
         )
@@ -178,6 +184,8 @@ class JobRunner:
 
     async def _execute(self, job: CompressionJob, progress: Callable[[int, int], None]) -> int:
         await self._detect_style()
+        if self.num_ctx_for is not None:
+            self._num_ctx = await self.num_ctx_for(self.model())
         if job.kind is JobKind.SESSION:
             return await self._session(job, progress)
         if job.kind is JobKind.CHECKPOINT:
