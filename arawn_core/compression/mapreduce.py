@@ -50,6 +50,7 @@ from arawn_core.llm.errors import ContextOverflow, LLMError
 from arawn_core.memory import audit as A
 from arawn_core.memory import keyitems as K
 from arawn_core.memory.degenerate import defect as reply_defect
+from arawn_core.memory.degenerate import fence_codes
 from arawn_core.memory.keyitems import KeyItem
 from arawn_core.models import MAX_LISTED, Provenance, SummaryAudit
 
@@ -645,16 +646,18 @@ class Summarizer:
 
     async def _checked_call(self, build: Builder, op: _Op, input_chars: int) -> tuple[str, str | None]:
         """A reply that is a summary, or ("", defect) after one retry with a corrective note."""
-        instructions = P.instruction_text(build(False))
+        request = build(False)
+        instructions = P.instruction_text(request)
+        fences = fence_codes("\n".join(m["content"] for m in request))
         text = await self._call(build, op)
-        found = reply_defect(text, instructions=instructions, input_chars=input_chars)
+        found = reply_defect(text, instructions=instructions, input_chars=input_chars, fences=fences)
         if found is None:
             return text, None
         op.defects.append(found)
         op.retries += 1
         op.plan(1)
         text = await self._call(build, op, note=P.CORRECTION_NOTE.format(defect=found))
-        again = reply_defect(text, instructions=instructions, input_chars=input_chars)
+        again = reply_defect(text, instructions=instructions, input_chars=input_chars, fences=fences)
         if again is None:
             return text, None
         op.defects.append(again)
@@ -725,7 +728,9 @@ class Summarizer:
         except (_Overflow, CompressionError):
             return None
         limit = max(input_chars, len(draft)) + used
-        if reply_defect(text, instructions=P.instruction_text(build(False)), input_chars=limit) is not None:
+        request = build(False)
+        fences = fence_codes("\n".join(m["content"] for m in request))
+        if reply_defect(text, instructions=P.instruction_text(request), input_chars=limit, fences=fences) is not None:
             return None
         return text
 

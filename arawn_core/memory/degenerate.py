@@ -24,7 +24,14 @@ LOOP_LINE_REPEATS = 4
 #: Slack over the input's length before a reply counts as longer than its input.
 LENGTH_SLACK_CHARS = 256
 
-_FENCE_MARK = re.compile(r"<<<(?:END-)?[A-Z][A-Z-]*-[0-9a-f]{8,}>>>|<<<END-[A-Z-]+")
+_FENCE_OPEN = re.compile(r"(?m)^<<<[A-Z][A-Z-]*-([0-9a-f]{8,})>>>$")
+
+
+def fence_codes(request_text: str) -> set[str]:
+    """The nonce of a request's fences: the code of its first fence line (data comes only after it, and
+    one request uses one nonce); look-alike markers inside the data, which a reply may quote, are not it."""
+    found = _FENCE_OPEN.search(request_text)
+    return {found.group(1)} if found else set()
 _WORDS = re.compile(r"[^\W_]+")
 
 
@@ -74,14 +81,18 @@ def loops(reply: str) -> bool:
     return False
 
 
-def defect(reply: str, *, instructions: str, input_chars: int) -> str | None:
-    """What makes `reply` not a summary (one phrase for the user), or None."""
+def defect(reply: str, *, instructions: str, input_chars: int, fences: set[str] | frozenset[str] = frozenset()
+           ) -> str | None:
+    """What makes `reply` not a summary (one phrase for the user), or None.
+
+    `fences` are the nonces of the request's fences: a reply holding one copied the prompt's framing.
+    """
     text = reply.strip()
     if not text:
         return "it was empty"
     if echoes(text, instructions):
         return "it repeated the instructions instead of summarizing"
-    if _FENCE_MARK.search(text):
+    if any(f"-{code}>>>" in text for code in fences):
         return "it contained the prompt's fence markers"
     if loops(text):
         return "it repeated itself in a loop"
