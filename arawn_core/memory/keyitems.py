@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 #: Items kept per message (the best of them).
 MAX_PER_MESSAGE = 12
@@ -145,26 +145,22 @@ _UNITS = (r"ms|msec|s|sec|secs|seconds?|min|mins|minutes?|h|hrs?|hours?|days?|we
           r"users?|requests?|rps|qps|cores?|threads?")
 _MONTHS = (r"jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
            r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?")
-_TOKENS = re.compile(
-    r"(?P<url>\bhttps?://[^\s<>\"'`)\]]+)"
+_TOKENS = re.compile(  # case-sensitive, so that ordinary words never start a match (speed); (?i:) where needed
+    r"(?P<url>\b(?i:https?)://[^\s<>\"'`)\]]+)"
     r"|(?P<email>\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b)"
     r"|(?P<code>\b[A-Z][A-Z0-9]{1,9}-(?=[A-Z0-9]*\d)[A-Z0-9]{2,12}\b(?!-\w))"
     r"|(?P<date>\b\d{4}-\d{2}-\d{2}\b|\b\d{1,2}/\d{1,2}/\d{2,4}\b"
-    rf"|\b(?:{_MONTHS})\.? \d{{1,2}}(?:st|nd|rd|th)?(?:,? \d{{4}})?\b"
-    rf"|\b\d{{1,2}}(?:st|nd|rd|th)? (?:{_MONTHS})\.?(?: \d{{4}})?\b)"
-    r"|(?P<version>\bv\d+(?:\.\d+)+\b|\b\d+\.\d+\.\d+(?:[-+][\w.]+)?\b)"
+    rf"|\b(?i:{_MONTHS})\.? \d{{1,2}}(?:st|nd|rd|th)?(?:,? \d{{4}})?\b"
+    rf"|\b\d{{1,2}}(?:st|nd|rd|th)? (?i:{_MONTHS})\.?(?: \d{{4}})?\b)"
+    r"|(?P<version>\b[vV]\d+(?:\.\d+)+\b|\b\d+\.\d+\.\d+(?:[-+][\w.]+)?\b)"
     r"|(?P<path>(?<![\w/])(?:~|\.{1,2})?/(?:[\w.-]+/)*[\w.-]*\w|\b[A-Za-z]:\\[\w\\. -]+\w"
     r"|\b(?:[\w-]+/)+[\w-]+\.[A-Za-z0-9]{1,5}\b)"
-    rf"|(?P<quantity>(?:[$€£]\s?\d[\d,]*(?:\.\d+)?\s?(?:k|m|bn|million|billion)?\b)"
-    rf"|\b\d[\d,]*(?:\.\d+)?\s?(?:{_UNITS})(?![\w]))"
+    rf"|(?P<quantity>(?:[$€£]\s?\d[\d,]*(?:\.\d+)?\s?(?i:k|m|bn|million|billion)?\b)"
+    rf"|\b\d[\d,]*(?:\.\d+)?\s?(?i:{_UNITS})(?![\w]))"
     r"|(?P<inline>`[^`\n]{2,80}`)"
     r"|(?P<identifier>\b[a-z]+(?:[A-Z][a-z0-9]+)+\b|\b[A-Z][a-z0-9]+(?:[A-Z][a-z0-9]+){1,}\b"
     r"|\b[a-z][a-z0-9]*(?:_[a-z0-9]+)+\b)",
-    re.IGNORECASE,
 )
-# The case-sensitive kinds re-checked after the case-insensitive scan.
-_CODE_STRICT = re.compile(r"[A-Z][A-Z0-9]{1,9}-(?=[A-Z0-9]*\d)[A-Z0-9]{2,12}")
-_IDENT_STRICT = re.compile(r"[a-z]+(?:[A-Z][a-z0-9]+)+|[A-Z][a-z0-9]+(?:[A-Z][a-z0-9]+)+|[a-z][a-z0-9]*(?:_[a-z0-9]+)+")
 _COMMAND_START = re.compile(
     r"^(?:\$ )?(?:git|pip|python3?|npm|npx|yarn|pnpm|docker|kubectl|make|cargo|go|curl|wget|ssh|scp|sudo|apt(?:-get)?|"
     r"brew|ls|cd|cat|grep|sed|awk|rm|cp|mv|mkdir|chmod|chown|tar|systemctl|ollama|arawn|pytest|uv|poetry|conda|"
@@ -203,15 +199,47 @@ def _strip_token(kind: str, raw: str) -> str:
     return raw.strip()
 
 
+#: One pattern a kind, each run only on text that can hold it (a cheap test first): much faster than
+#: one alternation, which tries every kind at every position. Order = precedence at one position.
+_KIND_PATTERNS = [(m.group(1), re.compile(part)) for part in re.split(r"\|(?=\(\?P<)", _TOKENS.pattern)
+                  for m in [re.match(r"\(\?P<(\w+)>", part)] if m]
+_DIGIT = re.compile(r"\d")
+_NEEDS: dict[str, Callable[[str, bool], bool]] = {
+    "url": lambda t, d: "://" in t,
+    "email": lambda t, d: "@" in t,
+    "code": lambda t, d: d and "-" in t,
+    "date": lambda t, d: d,
+    "version": lambda t, d: d and "." in t,
+    "path": lambda t, d: "/" in t or "\\" in t,
+    "quantity": lambda t, d: d,
+    "inline": lambda t, d: "`" in t,
+    "identifier": lambda t, d: True,
+}
+
+
+def _matches(text: str) -> list[re.Match[str]]:
+    """The token matches of `text`, left to right, without overlaps (like one alternation would)."""
+    digit = _DIGIT.search(text) is not None
+    found: list[tuple[int, int, re.Match[str]]] = []
+    for rank_, (kind, pattern) in enumerate(_KIND_PATTERNS):
+        if _NEEDS[kind](text, digit):
+            found.extend((m.start(), rank_, m) for m in pattern.finditer(text))
+    found.sort(key=lambda x: (x[0], x[1]))
+    out, end = [], -1
+    for start, _, m in found:
+        if start >= end and m.end() > start:
+            out.append(m)
+            end = m.end()
+    return out
+
+
 def tokens(text: str) -> Iterable[tuple[str, str]]:
     """(kind, token) for each token item in `text`, in order."""
-    for m in _TOKENS.finditer(text):
+    for m in _matches(text):
         kind = m.lastgroup or "identifier"
         raw = m.group(0)
-        if kind == "code" and not _CODE_STRICT.fullmatch(raw):
-            continue
-        if kind == "identifier" and (not _IDENT_STRICT.fullmatch(raw) or text[m.start() - 1:m.start()] == "\\"):
-            continue  # not a name, or an escaped "\nName" pasted from a string literal
+        if kind == "identifier" and text[m.start() - 1:m.start()] == "\\":
+            continue  # an escaped "\nName" pasted from a string literal
         token = _strip_token(kind, raw)
         if kind == "inline":
             if not token or token.isdigit():
