@@ -441,6 +441,8 @@ class Repository:
     async def prepare_summary(self, summary: Summary, folded: list[str] | None = None) -> None:
         """Record the summary in events.jsonl first (so reindex can restore it)."""
         event = {"type": "summary", **summary_to_params(summary), "covers": summary.covers}
+        if summary.provenance.audit is not None:  # an object in the event, not JSON in a string
+            event["audit"] = summary.provenance.audit.to_dict()
         if folded is not None:
             event["folded"] = folded
         await self._append_event(summary.workstream_id, event)
@@ -449,9 +451,11 @@ class Repository:
         """Inside the caller's transaction: the summary row and what points at it."""
         await c.execute(
             "INSERT OR IGNORE INTO summaries (id, kind, workstream_id, session_id, text, model, prompt_version,"
-            " input_chars, input_tokens, output_tokens, llm_calls, duration_s, input_hash, created_at, covers)"
+            " input_chars, input_tokens, output_tokens, llm_calls, duration_s, input_hash, created_at, covers,"
+            " method, audit)"
             " VALUES (:id, :kind, :workstream_id, :session_id, :text, :model, :prompt_version, :input_chars,"
-            " :input_tokens, :output_tokens, :llm_calls, :duration_s, :input_hash, :created_at, :covers)",
+            " :input_tokens, :output_tokens, :llm_calls, :duration_s, :input_hash, :created_at, :covers,"
+            " :method, :audit)",
             summary_to_params(summary),
         )
         # a new summary supersedes the old one of its kind (also one left by a crash before its commit)
