@@ -45,9 +45,8 @@ from arawn_core.models import (
 from arawn_core.staleness import is_stale, stale_fields
 from arawn_core.store import queries
 from arawn_core.store.converters import apply_status, status_from_jobs, workstreams_from_rows
-from arawn_core.store.db import Database, ensure_private_dir
+from arawn_core.store.db import CorruptIndex, Database, ensure_private_dir, move_aside
 from arawn_core.store.jobs import JobQueue
-from arawn_core.store.recovery import logs_behind
 from arawn_core.runtime import Scheduler
 from arawn_core.store.repository import Repository
 from arawn_core.errors import BackendUnavailable, NotFound, UsageError  # noqa: F401  (UsageError re-exported)
@@ -92,8 +91,25 @@ class ArawnCore(MemoryCommands):
     # ---- lifecycle -----------------------------------------------------
     @classmethod
     async def open(cls, settings: Settings, backend: LLMBackend | None = None) -> ArawnCore:
+        """Open the data dir. A damaged index is moved aside (arawn.db.corrupt-<time>) and rebuilt from
+        the JSONL files, which hold everything it did; `notices` says so."""
         data_dir = settings.data_dir
-        ensure_private_dir(data_dir)
+        ensure_private_dir(data_dir, link_ok=True)
+        try:
+            return await cls._open(settings, backend)
+        except CorruptIndex as exc:
+            if not _writable_dir(data_dir):
+                raise
+            damaged = exc.path
+            aside = move_aside(damaged)
+        core = await cls._open(settings, backend)
+        core.repo.notice(f"{damaged} was damaged; moved it to {aside.name} and rebuilt the index from the"
+                         " message files")
+        return core
+
+    @classmethod
+    async def _open(cls, settings: Settings, backend: LLMBackend | None) -> ArawnCore:
+        data_dir = settings.data_dir
         db = await Database.open(data_dir / "arawn.db")
         try:
             repo = Repository(db, data_dir)
@@ -122,12 +138,17 @@ class ArawnCore(MemoryCommands):
             raise
         return core
 
+    @property
+    def notices(self) -> list[str]:
+        """One line per problem met reading or indexing the files (bad lines, a rebuilt index...)."""
+        return self.repo.notices
+
     async def _recover(self) -> None:
-        """After a crash: index JSONL lines SQLite missed; orphaned running jobs back to pending."""
-        offsets = await self.repo.index_offsets()
-        behind = await asyncio.to_thread(logs_behind, self.settings.data_dir, offsets)
-        for ws_id in behind:
-            await self.repo.catch_up(ws_id)
+        """After a crash or a damaged/missing index: index what the files hold and SQLite misses
+        (workstreams, events, JSONL lines); orphaned running jobs back to pending."""
+        await self.repo.catch_up_all()
+        if self.db.read_only:
+            return
         await self.queue.recover_orphans()
         await self._recover_memory()  # once after the upgrade to schema 5: titles and versions
         if await self.db.fetchone(queries.FTS_REBUILD_FLAG):  # schema 3 replaced the full-text index
@@ -318,8 +339,15 @@ class ArawnCore(MemoryCommands):
                                 checkpoint.text if checkpoint else None)
         model = ws.model or self.model
         system = with_pins(system, await self.pin_fit(workstream_id, model))  # whole pins, within their budget
-        budget = TokenBudget(await self.num_ctx_for(model), self.settings.llm.max_reply_tokens, 64)
-        available = budget.input_tokens_available(0)
+        num_ctx = await self.num_ctx_for(model)
+        budget = TokenBudget(num_ctx, self.settings.llm.max_reply_tokens, 64)
+        try:
+            available = budget.input_tokens_available(0)
+        except ValueError:  # the budget's own message names the compression keys; this is the chat's
+            raise UsageError(
+                f"a context of {num_ctx} tokens (num_ctx for {model}) leaves no room for the conversation after"
+                f" [llm] max_reply_tokens = {self.settings.llm.max_reply_tokens}: lower llm.max_reply_tokens"
+                " or raise llm.num_ctx") from None
         messages, _ = assemble_context(system, history, available, lambda t: self.estimator.estimate(model, t))
         return messages
 
@@ -543,6 +571,12 @@ class ArawnCore(MemoryCommands):
         if self.contexts.dirty:
             self.contexts.dirty = False
             await self.repo.kv_set(CONTEXTS_KEY, json.dumps(self.contexts.to_dict()))
+
+
+def _writable_dir(path: Path) -> bool:
+    from arawn_core.store.db import writable
+
+    return writable(path)
 
 
 async def _load_contexts(repo: Repository) -> ContextMemory:

@@ -9,13 +9,15 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from arawn_core.core import ArawnCore
 from arawn_core.errors import UsageError
-from arawn_core.memory.pins import Pin, PinFit
-from arawn_core.memory.versions import SummaryVersion
 from arawn_tui import cli_output as out
+
+if TYPE_CHECKING:  # the fast read path (`ws list`) builds the parser without loading the engine
+    from arawn_core.core import ArawnCore
+    from arawn_core.memory.pins import Pin, PinFit
+    from arawn_core.memory.versions import SummaryVersion
 
 
 def add_parsers(sub: Any) -> None:

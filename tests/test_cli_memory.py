@@ -103,7 +103,7 @@ def test_compress_with_focus_records_it(capsys, data_dir: Path, fake_backend) ->
     one_session(capsys, data_dir, fake_backend, "Mem", "the budget MARKER-b")
     fake_backend.reset()
     summary = cli_json(capsys, data_dir, "compress", "Mem", "--focus", "budget numbers", backend=fake_backend)
-    assert summary is not None and any("budget numbers" in r.system for r in fake_backend.ok_requests)
+    assert summary is not None and any("budget numbers" in r.user for r in fake_backend.ok_requests)
     history = cli_json(capsys, data_dir, "summary", "Mem", "--history", backend=fake_backend)
     assert history[-1]["provenance"]["focus"] == "budget numbers"
     code, _, err = cli(capsys, data_dir, "compress", "Mem", "--focus", "  ", backend=fake_backend)
@@ -170,7 +170,8 @@ def test_pins_edits_and_focus_over_real_http_through_the_installed_entry(data_di
     before = len(ollama_server.requests)
     run("compress", "HTTP", "--focus", "FOCUS-ON-BUDGET")
     sent = [r for r in ollama_server.requests[before:] if r.path == "/api/chat"]
-    assert sent and all("FOCUS-ON-BUDGET" in r["messages"][0]["content"] for r in sent)
+    steered = [r for r in sent if "<<<DRAFT-" not in r["messages"][-1]["content"]]  # not an audit repair
+    assert steered and all("FOCUS-ON-BUDGET" in r["messages"][-1]["content"] for r in steered)
     assert any("- USER-LINE keep the 40k budget" in r["messages"][-1]["content"] for r in sent)  # the KEEP block
     final = json.loads(run("--json", "summary", "HTTP").stdout)["text"]
     assert "- USER-LINE keep the 40k budget" in final.splitlines()

@@ -124,9 +124,10 @@ async def test_an_edit_survives_several_reductions_by_a_model_that_drops_it(sett
             assert summary is not None
             assert "- Always keep: the client is ACME-42 (do not rename)" in summary.text.splitlines()
             assert f"MARKER-s{n}" in summary.text
-            reduce_req = backend.ok_requests[-1]
+            reduce_req = next(r for r in backend.ok_requests if "WORKSTREAM-SUMMARY" in fenced_blocks(r.user))
             assert "ACME-42" in fenced_blocks(reduce_req.user).get("KEEP", "")  # asked to keep it...
             assert "ACME-42" not in (reduce_req.reply or "")  # ...dropped by the model, put back after
+            assert not any("ACME-42" in (r.reply or "") for r in backend.ok_requests)  # (and by any repair call)
             current = await core.current_version(ws.id)
             assert current is not None and current.author == "model"
             assert current.restored == ["- Always keep: the client is ACME-42 (do not rename)"]
@@ -184,13 +185,14 @@ async def test_focus_steers_that_run_and_is_recorded(settings, fake_backend) -> 
         fake_backend.reset()
         await core.compress(ws.id, focus="the  budget\nfigures")  # nothing new: a steered rebuild
         await core.work_queue(ws.id)
-        assert fake_backend.ok_requests and all("the budget figures" in r.system for r in fake_backend.ok_requests)
+        steered = [r for r in fake_backend.ok_requests if "<<<DRAFT-" not in r.user]  # not the audit's repair call
+        assert steered and all("the budget figures" in r.user for r in steered)
         v = await core.current_version(ws.id)
         assert v is not None and v.focus == "the budget figures" and v.to_dict()["provenance"]["focus"] == v.focus
         assert await core.pending_focus(ws.id) is None  # the run is over
         fake_backend.reset()
         await session(core, ws.id, "next", "ok")
-        assert fake_backend.ok_requests and not any("budget figures" in r.system for r in fake_backend.ok_requests)
+        assert fake_backend.ok_requests and not any("budget figures" in r.user for r in fake_backend.ok_requests)
     finally:
         await core.close(end_sessions=False)
 

@@ -129,6 +129,7 @@ def test_tui_status_line_is_complete_without_the_client(ollama_server: OllamaSer
         print(json.dumps({{"line": line,
                           "loaded": sorted(m for m in ("ollama", "httpx", "httpcore") if m in sys.modules)}}))
     """, tmp_path)
-    assert f"● ollama · {ollama_server.url} · model scripted · queue 0" in out["line"], out["line"]
+    assert out["line"].startswith(f"● ollama · {ollama_server.url} · model scripted · "), out["line"]
+    assert "ctx 8192 (configured; server's 131072)" in out["line"] and out["line"].endswith("queue 0"), out["line"]
     assert "not installed" not in out["line"]
     assert out["loaded"] == []

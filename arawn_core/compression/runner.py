@@ -12,7 +12,7 @@ import hashlib
 import logging
 import time
 from dataclasses import dataclass
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Sequence
 
 from arawn_core import events as ev
 from arawn_core.compression.budget import TokenEstimator
@@ -28,6 +28,8 @@ from arawn_core.compression.staleness import VERBATIM_MODEL, is_stale  # noqa: F
 from arawn_core.config import Settings
 from arawn_core.llm.base import LLMBackend
 from arawn_core.llm.errors import LLMError
+from arawn_core.memory import keyitems as K
+from arawn_core.memory.keyitems import KeyItem
 from arawn_core.memory.steer import Steer
 from arawn_core.memory.versions import VersionMeta, restore_protected
 from arawn_core.models import (
@@ -36,11 +38,12 @@ from arawn_core.models import (
     Message,
     Provenance,
     Summary,
+    SummaryAudit,
     SummaryKind,
     new_id,
 )
-from arawn_core.store.jobs import JobQueue
 from arawn_core.store import memory as memory_store
+from arawn_core.store.jobs import JobQueue
 from arawn_core.store.repository import NotFound, Repository
 
 log = logging.getLogger(__name__)
@@ -87,6 +90,10 @@ class JobRunner:
         self.estimator = estimator
         self.model = model
         self._summarizer: Summarizer | None = None
+        self._style: str | None = None
+        #: Lines that must survive every reduce of a workstream (pins, user edits): a hook for
+        #: `arawn_core.memory`; the audit treats them as key items ranked above all others.
+        self.must_keep: Callable[[str], Awaitable[Sequence[str]]] | None = None
         #: The context calls are planned with (min of [llm] num_ctx and the server's); set by the core.
         self.num_ctx_for: Callable[[str], Awaitable[int]] | None = None
         self._num_ctx = settings.llm.num_ctx
@@ -107,6 +114,8 @@ class JobRunner:
         cfg = SummarizerConfig(
             model=self.model(), num_ctx=self._num_ctx, max_summary_tokens=c.max_summary_tokens,
             safety_margin_tokens=c.safety_margin_tokens, max_concurrency=concurrency, fan_in=c.fan_in,
+            audit=c.audit, key_items_share=c.key_items_share,  # type: ignore[arg-type]
+            style="completion" if self._style == "completion" else "chat",
         )
         try:
             return Summarizer(self.backend, cfg, self.estimator)
@@ -151,6 +160,9 @@ class JobRunner:
         self.bus.publish(ev.WorkstreamUpdated(job.workstream_id))
         return JobOutcome(job, True, llm_calls=calls)
 
+    async def _must_keep(self, workstream_id: str) -> list[str]:
+        return list(await self.must_keep(workstream_id)) if self.must_keep is not None else []
+
     async def _save_progress(self, job_id: str, done: int, total: int) -> None:
         try:
             await self.queue.set_progress(job_id, done, total)
@@ -162,7 +174,24 @@ class JobRunner:
 
         await self.repo.kv_set("token_estimator", json.dumps(self.estimator.to_dict()))
 
+    async def _detect_style(self) -> None:
+        """A base model (the packaged embedded one) gets the completion framing; known once resolved."""
+        if self._style is not None:
+            return
+        configured = self.settings.workstream.compression.prompt_style
+        if configured != "auto":
+            self._style = configured
+            self._summarizer = None
+            return
+        backend = self.backend
+        resolve = getattr(backend, "resolve", None)
+        if resolve is not None:
+            backend = await resolve()
+        self._style = "completion" if getattr(backend, "base_model", False) else "chat"
+        self._summarizer = None
+
     async def _execute(self, job: CompressionJob, progress: Callable[[int, int], None]) -> int:
+        await self._detect_style()
         if self.num_ctx_for is not None:
             self._num_ctx = await self.num_ctx_for(self.model())
         if job.kind is JobKind.SESSION:
@@ -174,7 +203,12 @@ class JobRunner:
         return await self._reduce(job, progress, rebuild=False)
 
     def _summary(self, kind: SummaryKind, job: CompressionJob, text: str, model: str, result: SummaryResult | None,
-                 input_chars: int, input_hash: str, covers: list[str], started: float) -> Summary:
+                 input_chars: int, input_hash: str, covers: list[str], started: float,
+                 audit: SummaryAudit | None = None) -> Summary:
+        if result is not None:
+            method, audit = result.method, result.audit
+        else:
+            method = "verbatim" if model == VERBATIM_MODEL else "model"
         return Summary(
             id=new_id(), kind=kind, workstream_id=job.workstream_id,
             session_id=job.session_id if kind is not SummaryKind.WORKSTREAM else None, text=text,
@@ -185,6 +219,7 @@ class JobRunner:
                 output_tokens=result.output_tokens if result else 0,
                 llm_calls=result.llm_calls if result else 0,
                 duration_s=round(time.monotonic() - started, 3), input_hash=input_hash,
+                method=method, audit=audit,
             ),
             covers=covers,
         )
@@ -216,15 +251,22 @@ class JobRunner:
         chars = sum(len(m.content) for m in messages)
         c = self.settings.workstream.compression
         result: SummaryResult | None = None
+        audit: SummaryAudit | None = None
         if len(messages) < c.min_messages and chars <= c.verbatim_max_chars:
             text, used_model = verbatim_text(messages), VERBATIM_MODEL
+            if c.audit != "off":  # every word is kept; the items still travel up to the reduce
+                items = K.rank(K.merge(K.extract(m.role, m.content) for m in messages),
+                               limit=self.summarizer().max_items())
+                audit = SummaryAudit(mode=c.audit, level="verbatim", kept=len(items), total=len(items),
+                                     items=[it.to_dict() for it in items])
         else:
             steer = await memory_store.steer_for(self.repo, job.workstream_id, with_protected=False)
             result = await self.summarizer().summarize_session([(m.role, m.content) for m in messages], progress,
                                                                **_steered(steer))
             text, used_model = result.text, model
+            _keep_previous_if_fallback(result, existing)
         summary = self._summary(SummaryKind.SESSION, job, text, used_model, result, chars, digest,
-                                [session.id], started)
+                                [session.id], started, audit)
         await self._commit(job, summary, then_reduce=True)
         return result.llm_calls if result else 0
 
@@ -234,13 +276,15 @@ class JobRunner:
         summarizer = self.summarizer()
         previous = await self.repo.workstream_summary(job.workstream_id)
         steer = await memory_store.steer_for(self.repo, job.workstream_id)  # focus, and the lines edits protect
+        must_keep = list(dict.fromkeys([*steer.must_keep, *await self._must_keep(job.workstream_id)]))
         if rebuild:
             pending = await self.repo.all_session_summaries(job.workstream_id)
             if not pending:
                 await self._commit(job, None)
                 return 0
             texts = [s.text for _, s in pending]
-            result = await summarizer.rebuild(texts, progress, **_steered(steer))
+            result = await summarizer.rebuild(texts, progress, items=[stored_items(s) for _, s in pending],
+                                              must_keep=must_keep, **_steered(steer))
             covers = [sid for sid, _ in pending]
             digest = input_hash(*texts, *steer.hash_parts())
         else:
@@ -250,12 +294,20 @@ class JobRunner:
                 return 0
             texts = [s.text for _, s in pending]
             prev_text = previous.text if previous else None
-            result = await summarizer.fold(prev_text, texts, progress, **_steered(steer))
+            result = await summarizer.fold(prev_text, texts, progress,
+                                           previous_items=stored_items(previous) if previous else None,
+                                           new_items=[stored_items(s) for _, s in pending],
+                                           must_keep=must_keep, **_steered(steer))
             covers = (previous.covers if previous else []) + [sid for sid, _ in pending]
             digest = input_hash(prev_text, *texts, *steer.hash_parts())
-        # the model was asked to keep the protected lines; any it dropped anyway are put back here
-        text, restored = restore_protected(result.text, list(steer.must_keep), previous.text if previous else None)
-        summary = self._summary(SummaryKind.WORKSTREAM, job, text, model, result,
+        _keep_previous_if_fallback(result, previous)
+        # protected lines must survive verbatim: the audit appends the ones it misses (by their
+        # key words); any still not there word for word are put back here, deterministically
+        audited = set(result.audit.appended) if result.audit else set()
+        result.text, put_back = restore_protected(result.text, list(steer.must_keep),
+                                                  previous.text if previous else None)
+        restored = [p for p in steer.must_keep if p in put_back or " ".join(p.split()) in audited]
+        summary = self._summary(SummaryKind.WORKSTREAM, job, result.text, model, result,
                                 sum(len(t) for t in texts) + (len(previous.text) if previous and not rebuild else 0),
                                 digest, covers, started)
         version = VersionMeta("model", list(steer.must_keep), restored, steer.focus)
@@ -287,8 +339,28 @@ class JobRunner:
             await self._commit(job, None)
             return 0
         result = await self.summarizer().checkpoint([(m.role, m.content) for m in older],
-                                                     previous.text if previous else None)
+                                                     previous.text if previous else None,
+                                                     previous_items=stored_items(previous) if previous else None)
+        _keep_previous_if_fallback(result, previous)
         summary = self._summary(SummaryKind.CHECKPOINT, job, result.text, self.model(), result,
                                 sum(len(m.content) for m in older), hash_messages(older), [older[-1].id], started)
         await self._commit(job, summary)
         return result.llm_calls
+
+
+def stored_items(summary: Summary | None) -> list[KeyItem] | None:
+    """The key items a stored summary answers for (None: it has no audit; the summarizer derives them)."""
+    if summary is None or summary.provenance.audit is None:
+        return None
+    return [KeyItem.from_dict(d, i) for i, d in enumerate(summary.provenance.audit.items) if isinstance(d, dict)]
+
+
+def _keep_previous_if_fallback(result: SummaryResult, previous: Summary | None) -> None:
+    """A model-written summary is never replaced by an extractive one: the job fails, naming the defect."""
+    if result.method != "extractive" or previous is None or previous.provenance.method == "extractive":
+        return
+    defects = "; ".join(result.audit.defects) if result.audit else "its reply was not a summary"
+    raise CompressionError(
+        f"the model did not write a summary ({defects}, also after a corrective retry); "
+        "the previous summary stays current"
+    )

@@ -42,6 +42,7 @@ class LazyBackend:
         self._backend: LLMBackend | None = None
         self._lock: asyncio.Lock | None = None  # made on first use: predicting the kind needs no event loop
         self._prediction: str | None = None
+        self._shown: dict[str, ServerContext | None] = {}  # model -> the light /api/show's answer
 
     async def resolve(self) -> LLMBackend:
         import asyncio
@@ -108,6 +109,19 @@ class LazyBackend:
         return await (await self.resolve()).info()
 
     async def server_context(self, model: str) -> ServerContext | None:
+        if model in self._shown:  # what the server said is asked once a run, as the backends do
+            return self._shown[model]
+        if self.info_is_light:  # before the first request: /api/show over the probe, no client import
+            from arawn_core.llm.probe import show
+            from arawn_core.llm.server_context import from_ollama_show
+
+            shown = await show(self.host, model)
+            if shown is None:
+                return None  # down or unknown: asked again next time
+            info, params = shown.get("model_info"), shown.get("parameters")
+            self._shown[model] = from_ollama_show(info if isinstance(info, dict) else None,
+                                                  params if isinstance(params, str) else None)
+            return self._shown[model]
         read = getattr(await self.resolve(), "server_context", None)
         return await read(model) if read is not None else None
 

@@ -1,7 +1,7 @@
 """What steers one compression run: the user's focus text and the lines to keep.
 
-Both come from the user, so they are instructions in the system message (focus) and
-a fenced block the reduce must carry over verbatim (protected lines), not data.
+Both come from the user: the focus is an instruction (a note in the request) and the
+protected lines a fenced KEEP block the reduce must carry over verbatim.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ class Steer:
         return bool(self.focus) or bool(self.must_keep)
 
     def system_note(self, keeps: bool) -> str:
-        """Extra system text; `keeps`: this call writes a workstream summary (the lines must survive)."""
+        """The note for one call; `keeps`: this call writes a workstream summary (the lines must survive)."""
         parts = []
         if self.focus:
             parts.append("The user asked this summary to focus on the following; keep everything about it, "

@@ -115,3 +115,15 @@ async def clear_focus(repo: Any, workstream_id: str, focus: str) -> None:
     """The run's reduce is written: its focus is done (unless a newer one replaced it meanwhile)."""
     async with repo.db.transaction() as c:
         await c.execute("DELETE FROM kv WHERE key = ? AND value = ?", (focus_key(workstream_id), focus))
+
+
+async def replay_event(c: Any, workstream_id: str, ev: dict[str, Any]) -> None:
+    """One memory event again (idempotent; replayed in file order, they end in the files' state)."""
+    kind = ev.get("type")
+    if kind in ("pin", "pin_edit", "unpin"):
+        await apply_pin_event(c, {**ev, "workstream_id": workstream_id})
+    elif kind == "session_title" and isinstance(ev.get("title"), str):
+        await c.execute("UPDATE sessions SET title = ? WHERE id = ? AND workstream_id = ?",
+                        (ev["title"], str(ev.get("session_id")), workstream_id))
+    elif kind == "fork":
+        await set_origin(c, workstream_id, ev)

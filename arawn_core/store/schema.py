@@ -141,7 +141,12 @@ MIGRATIONS: list[str] = [
         UPDATE workstreams SET session_count = session_count + 1 WHERE id = new.workstream_id;
     END;
     """,
-    # 5: steerable memory (arawn_core.memory): pinned notes, every workstream summary version,
+    # 5: how a summary was written (model, repaired, extractive, verbatim) and its key-item audit (JSON)
+    """
+    ALTER TABLE summaries ADD COLUMN method TEXT NOT NULL DEFAULT 'model';
+    ALTER TABLE summaries ADD COLUMN audit TEXT;
+    """,
+    # 6: steerable memory (arawn_core.memory): pinned notes, every workstream summary version,
     # where a forked workstream came from, session titles. All rebuilt from events.jsonl by reindex.
     """
     CREATE TABLE pins (

@@ -149,7 +149,7 @@ async def test_compress_with_focus_fork_and_rename_session(make_app, tui_setting
         await wait_until(pilot, lambda: app.main_screen.summary_panel.workstream_summary is not None, what="summary")
         v = await app.core.current_version(ws.id)
         assert v is not None and v.focus == "watering schedule"
-        assert any("watering schedule" in r.system for r in backend.ok_requests)
+        assert any("watering schedule" in r.user for r in backend.ok_requests)
 
         await run_command(pilot, "fork workstream", TextPrompt)
         assert app.screen.query_one(Input).value == "Garden (fork)"
