@@ -301,3 +301,24 @@ def test_a_dropped_first_line_goes_back_before_its_neighbour() -> None:
     text, restored = restore_protected("## Goals\n- a\n- b", ["- mine first", "- mine last"], previous)
     assert restored == ["- mine first", "- mine last"]
     assert text == "- mine first\n## Goals\n- a\n- mine last\n- b"
+
+
+async def test_memory_events_written_after_the_index_are_replayed_on_open(settings, fake_backend) -> None:
+    """A writer that died between events.jsonl and its commit: the next open replays the pin, the
+    title and the summary version the file holds."""
+    core = await ArawnCore.open(settings, fake_backend)
+    ws = await core.create_workstream("Replayed")
+    await core.append_message(ws.id, "user", "first line")
+    sid = (await core.end_session(ws.id)).id
+    path = core.repo.events_path(ws.id)
+    await core.close(end_sessions=False)
+    lines = [{"type": "pin", "id": "p-1", "text": "from a dead writer", "created_at": "2026-01-01T00:00:00.000000Z"},
+             {"type": "session_title", "session_id": sid, "title": "Renamed by the dead writer"}]
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.writelines(json.dumps(x) + "\n" for x in lines)
+    core = await ArawnCore.open(settings, fake_backend)
+    try:
+        assert [p.text for p in await core.list_pins(ws.id)] == ["from a dead writer"]
+        assert (await core.get_session(sid)).title == "Renamed by the dead writer"
+    finally:
+        await core.close(end_sessions=False)
