@@ -17,6 +17,7 @@ from typing import Any
 
 APP_NAME = "arawn"
 DEFAULT_HOST = "http://127.0.0.1:11434"
+DEFAULT_OPENAI_HOST = "http://127.0.0.1:8000/v1"
 
 
 from arawn_core.errors import ConfigError  # noqa: E402,F401  (defined with the other errors; re-exported)
@@ -24,17 +25,29 @@ from arawn_core.errors import ConfigError  # noqa: E402,F401  (defined with the 
 
 @dataclass(frozen=True)
 class LLMSettings:
-    backend: str = "auto"  # auto | ollama | embedded
-    host: str = ""  # "" -> $OLLAMA_HOST, else DEFAULT_HOST
+    backend: str = "auto"  # auto | ollama | openai | embedded
+    host: str = ""  # "" -> $OLLAMA_HOST, else DEFAULT_HOST (openai: DEFAULT_OPENAI_HOST)
     model: str = "llama3.2"
     model_path: str = ""  # embedded GGUF; "" -> the gemma3-270m package model
-    num_ctx: int = 8192
+    num_ctx: int = 8192  # 0 -> the server's
     request_timeout_s: float = 300.0
     max_reply_tokens: int = 1024
+    api_key: str = ""  # openai: "" -> $OPENAI_API_KEY, else none
+    hosts: list[str] = field(default_factory=list)  # more servers of the same backend serving the same model
+    host_slots: int = 1  # requests each host serves at once
+    stop: list[str] = field(default_factory=list)  # openai: stop sequences sent with every request
 
     @property
     def resolved_host(self) -> str:
+        if self.backend == "openai":
+            return self.host or DEFAULT_OPENAI_HOST
         return self.host or os.environ.get("OLLAMA_HOST", "") or DEFAULT_HOST
+
+    @property
+    def all_hosts(self) -> list[str]:
+        """The pool: `host` (when set, or when there is no `hosts`) then each of `hosts`, without repeats."""
+        first = [self.resolved_host] if self.host or not self.hosts else []
+        return list(dict.fromkeys(first + [h.strip() for h in self.hosts if h.strip()]))
 
 
 @dataclass(frozen=True)
@@ -96,6 +109,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "llm.num_ctx": (256, 1_048_576),
     "llm.request_timeout_s": (0.1, 86_400),
     "llm.max_reply_tokens": (1, 1_048_576),
+    "llm.host_slots": (1, 256),
     "workstream.session_timeout_minutes": (0, 525_600),
     "workstream.compression.max_summary_tokens": (16, 1_048_576),
     "workstream.compression.token_threshold_chars": (1000, 100_000_000),
@@ -109,11 +123,16 @@ _RANGES: dict[str, tuple[float, float]] = {
     "workstream.compression.fan_in": (2, 64),
     "workstream.compression.safety_margin_tokens": (0, 100_000),
 }
-_CHOICES: dict[str, tuple[str, ...]] = {"llm.backend": ("auto", "ollama", "embedded")}
+_CHOICES: dict[str, tuple[str, ...]] = {"llm.backend": ("auto", "ollama", "openai", "embedded")}
+#: Keys where 0 is allowed outside their range, with a meaning of its own (num_ctx 0: the server's).
+_ZERO_ALLOWED = frozenset({"llm.num_ctx"})
+#: List keys and the type of their items.
+_LIST_ITEMS: dict[str, type] = {"llm.hosts": str, "llm.stop": str}
 
 
 def _type_name(t: Any) -> str:
-    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(t, str(t))
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string",
+            list: "an array"}.get(t, str(t))
 
 
 def _found(value: Any) -> str:
@@ -155,7 +174,12 @@ def _build(cls: type, data: dict[str, Any], prefix: str, where: str) -> Any:
             value, ok = float(value), True
         if not ok:
             raise ConfigError(f"{where}: key {dotted} must be {_type_name(want)}, found {_found(value)}")
-        if dotted in _RANGES:
+        if dotted in _LIST_ITEMS:
+            for i, item in enumerate(value):
+                if not isinstance(item, _LIST_ITEMS[dotted]) or not str(item) or \
+                        (dotted == "llm.hosts" and not str(item).strip()):
+                    raise ConfigError(f"{where}: key {dotted}[{i}] must be a non-empty string, found {_found(item)}")
+        if dotted in _RANGES and not (dotted in _ZERO_ALLOWED and value == 0):
             lo, hi = _RANGES[dotted]
             if not lo <= value <= hi:
                 raise ConfigError(f"{where}: key {dotted} must be between {lo:n} and {hi:n}, found {value!r}")

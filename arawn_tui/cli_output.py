@@ -112,9 +112,23 @@ def doctor(doc: dict[str, Any]) -> None:
     print(f"model:       {doc['model']} ({'present' if doc['model_present'] else 'NOT FOUND'})")
     print(f"compression: {doc['compression_model']}, num_ctx {doc['num_ctx']},"
           f" max_summary_tokens {doc['max_summary_tokens']}")
+    ctx = doc.get("context")
+    if ctx:
+        server = f"server's {ctx['server']} ({ctx['source']})" if ctx["server"] else "server's not known yet"
+        configured = "configured 0 (the server's)" if not ctx["configured"] else f"configured {ctx['configured']}"
+        print(inert(f"context:     {ctx['used']} used ({ctx['which']}): {configured}, {server}"))
+    for h in doc.get("hosts") or []:
+        state = "up" if h["up"] else f"DOWN ({h['detail']}; retried in {h['retry_in_s']:g}s)"
+        chat = ", chats" if h["chat"] else ""
+        print(inert(f"host:        {h['host']}: {state}, {h['in_flight']}/{h['slots']} busy, "
+                    f"{h['served']} served{chat}"))
     print(f"queue:       {doc['queue_open']} open job(s)")
-    if not doc["reachable"]:
+    if not doc["reachable"] and doc["backend"] == "openai":
+        print("hint: start the OpenAI-compatible server, or set [llm] host to its base URL (with /v1)")
+    elif not doc["reachable"]:
         print("hint: start Ollama (`ollama serve`), or set [llm] host / OLLAMA_HOST")
+    elif not doc["model_present"] and doc["backend"] == "openai":
+        print("hint: set [llm] model to one the server serves")
     elif not doc["model_present"]:
         print(f"hint: `ollama pull {doc['model']}`")
 

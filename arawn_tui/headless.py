@@ -86,7 +86,8 @@ def build_parser() -> Parser:
     imp = sub.add_parser("import", help="import conversations; each becomes an ended session")
     imp.add_argument("path")
     imp.add_argument("--workstream")
-    imp.add_argument("--format", default="auto", choices=["auto", "arawn", "messages", "sharegpt"])
+    imp.add_argument("--format", default="auto", choices=["auto", "arawn", "messages", "sharegpt", "chatgpt",
+                                                            "openwebui", "oterm", "elia"])
     imp.add_argument("--compress", action="store_true", help="queue and run compression of what was imported")
 
     exp = sub.add_parser("export", help="write a workstream's history to stdout")
@@ -348,9 +349,20 @@ async def cmd_doctor(core: ArawnCore, args: argparse.Namespace) -> int:
         "max_summary_tokens": s.workstream.compression.max_summary_tokens,
         "queue_open": await core.queue_length(),
     }
+    doc.update(_doctor_backend_extras(info))
     code = EXIT_OK if info.reachable and doc["model_present"] else (EXIT_FAILED if info.reachable else EXIT_UNREACHABLE)
     out.emit(args, doc, lambda: out.doctor(doc))
     return code
+
+
+def _doctor_backend_extras(info: Any) -> dict[str, Any]:
+    """The context used (configured vs the server's) and, for a pool, every host's state."""
+    extras: dict[str, Any] = {}
+    if info.context is not None:
+        extras["context"] = info.context.to_dict()
+    if info.hosts:
+        extras["hosts"] = [h.to_dict() for h in info.hosts]
+    return extras
 
 
 HANDLERS: dict[str, Callable[[ArawnCore, argparse.Namespace], Any]] = {

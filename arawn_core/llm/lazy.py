@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, AsyncIterator
 from urllib.parse import urlsplit
 
 from arawn_core.llm.base import BackendInfo
+from arawn_core.llm.server_context import ContextMemory, ServerContext
 
 if TYPE_CHECKING:
     import asyncio
@@ -34,8 +35,10 @@ def _port_open(host: str, timeout_s: float = 0.2) -> bool:
 
 
 class LazyBackend:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, memory: ContextMemory | None = None) -> None:
         self.settings = settings
+        #: Context sizes per host and model, shared with the backend once chosen (the core persists it).
+        self.memory = memory if memory is not None else ContextMemory()
         self._backend: LLMBackend | None = None
         self._lock: asyncio.Lock | None = None  # made on first use: predicting the kind needs no event loop
         self._prediction: str | None = None
@@ -49,7 +52,7 @@ class LazyBackend:
             if self._backend is None:
                 # importing the HTTP client stack takes a noticeable moment: not on the event loop
                 select = await asyncio.to_thread(importlib.import_module, "arawn_core.llm.select")
-                self._backend = await select.make_backend(self.settings)
+                self._backend = await select.make_backend(self.settings, memory=self.memory)
         return self._backend
 
     # ---- what callers read synchronously ---------------------------------
@@ -70,7 +73,7 @@ class LazyBackend:
 
     @property
     def host(self) -> str:
-        return self._backend.host if self._backend else self.settings.llm.resolved_host
+        return self._backend.host if self._backend else ", ".join(self.settings.llm.all_hosts)
 
     @property
     def model_override(self) -> str | None:
@@ -103,6 +106,23 @@ class LazyBackend:
         if self.info_is_light:
             return await self._probe_info()
         return await (await self.resolve()).info()
+
+    async def server_context(self, model: str) -> ServerContext | None:
+        read = getattr(await self.resolve(), "server_context", None)
+        return await read(model) if read is not None else None
+
+    @property
+    def capacity(self) -> int:
+        """Requests the backend serves at once (a pool: its hosts' slots), for compression's concurrency."""
+        if self._backend is not None:
+            return int(getattr(self._backend, "capacity", 0) or 0)
+        llm = self.settings.llm
+        return len(llm.all_hosts) * llm.host_slots if len(llm.all_hosts) > 1 else 0
+
+    @property
+    def resolved(self) -> LLMBackend | None:
+        """The chosen backend, or None before first use (the pool's `health()` is read through it)."""
+        return self._backend
 
     async def _probe_info(self) -> BackendInfo:
         from arawn_core.llm.probe import probe
