@@ -39,6 +39,7 @@ from arawn_core.store.converters import (
     summary_from_row,
     summary_to_params,
     workstream_from_row,
+    session_stamps_from_rows,
 )
 from arawn_core.store import queries
 from arawn_core.store.db import (
@@ -156,7 +157,7 @@ class Repository:
         return ws
 
     async def get_workstream(self, workstream_id: str) -> Workstream:
-        row = await self.db.fetchone("SELECT * FROM workstreams WHERE id = ?", (workstream_id,))
+        row = await self.db.fetchone(queries.WORKSTREAM_BY_ID, (workstream_id,))
         if row is None:
             raise NotFound(f"no workstream with id {workstream_id}")
         return workstream_from_row(row)
@@ -167,19 +168,16 @@ class Repository:
 
     async def session_summary_stamps(self, workstream_id: str) -> dict[str, SummaryStamp]:
         """session id -> its summary's text and what it was made with, for one workstream's sessions."""
-        rows = await self.db.fetchall(
-            "SELECT s.id, m.text, m.model, m.prompt_version FROM sessions s JOIN summaries m ON m.id = s.summary_id"
-            " WHERE s.workstream_id = ?", (workstream_id,))
-        return {r["id"]: SummaryStamp(r["model"], r["prompt_version"], r["text"]) for r in rows}
+        return session_stamps_from_rows(await self.db.fetchall(queries.SESSION_SUMMARY_STAMPS, (workstream_id,)))
 
     async def index_offsets(self) -> list[tuple[str, int]]:
         """(workstream id, bytes of its messages.jsonl indexed so far), for crash recovery."""
         return [(r[0], r[1]) for r in await self.db.fetchall(queries.LOG_OFFSETS)]
 
     async def find_workstreams_by_title(self, title: str) -> list[Workstream]:
-        rows = await self.db.fetchall("SELECT * FROM workstreams WHERE title = ?", (title,))
+        rows = await self.db.fetchall(queries.WORKSTREAMS_BY_TITLE, (title,))
         if not rows:
-            rows = await self.db.fetchall("SELECT * FROM workstreams WHERE lower(title) = lower(?)", (title,))
+            rows = await self.db.fetchall(queries.WORKSTREAMS_BY_TITLE_ANY_CASE, (title,))
         return [workstream_from_row(r) for r in rows]
 
     async def scratch_workstream(self) -> Workstream | None:
@@ -204,10 +202,7 @@ class Repository:
         return session_from_row(row)
 
     async def list_sessions(self, workstream_id: str) -> list[Session]:
-        rows = await self.db.fetchall(
-            "SELECT * FROM sessions WHERE workstream_id = ? ORDER BY started_at", (workstream_id,)
-        )
-        return [session_from_row(r) for r in rows]
+        return [session_from_row(r) for r in await self.db.fetchall(queries.SESSIONS_OF, (workstream_id,))]
 
     async def create_session(self, workstream_id: str, started_at: str) -> Session:
         session = Session(id=new_id(), workstream_id=workstream_id, started_at=started_at, ended_at=None,
@@ -410,9 +405,7 @@ class Repository:
         return summary_from_row(row) if row else None
 
     async def session_summary(self, session_id: str) -> Summary | None:
-        row = await self.db.fetchone(
-            "SELECT m.* FROM sessions s JOIN summaries m ON m.id = s.summary_id WHERE s.id = ?", (session_id,)
-        )
+        row = await self.db.fetchone(queries.SESSION_SUMMARY, (session_id,))
         return summary_from_row(row) if row else None
 
     async def checkpoint(self, session_id: str) -> Summary | None:
@@ -422,9 +415,7 @@ class Repository:
         return summary_from_row(row) if row else None
 
     async def workstream_summary(self, workstream_id: str) -> Summary | None:
-        row = await self.db.fetchone(
-            "SELECT m.* FROM workstreams w JOIN summaries m ON m.id = w.summary_id WHERE w.id = ?", (workstream_id,)
-        )
+        row = await self.db.fetchone(queries.WORKSTREAM_SUMMARY, (workstream_id,))
         return summary_from_row(row) if row else None
 
     async def unfolded_session_summaries(self, workstream_id: str) -> list[tuple[str, Summary]]:
