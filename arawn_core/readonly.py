@@ -15,7 +15,7 @@ so `run_without_loop` drives them to the end without an event loop.
 
 from __future__ import annotations
 
-from typing import Any, Coroutine, TypeVar
+from typing import TYPE_CHECKING, Any, Coroutine, TypeVar
 
 from arawn_core.config import Settings
 from arawn_core.errors import NotFound
@@ -36,6 +36,10 @@ from arawn_core.store.converters import (
     workstreams_from_rows,
 )
 from arawn_core.store.reader import StoreReader
+
+if TYPE_CHECKING:
+    from arawn_core.memory.pins import Pin
+    from arawn_core.memory.versions import SummaryVersion
 
 T = TypeVar("T")
 
@@ -134,6 +138,24 @@ class ReadOnlyCore:
 
     async def session_summary(self, session_id: str) -> Summary | None:
         return self._summary(queries.SESSION_SUMMARY, session_id)
+
+    # ---- memory (what `ws show` prints besides the summary) -------------------------
+    async def list_pins(self, workstream_id: str) -> list[Pin]:
+        from arawn_core.store import memory
+
+        return [memory.pin_from_row(r) for r in self.reader.fetchall(memory.PINS_OF_WORKSTREAM, (workstream_id,))]
+
+    async def current_version(self, workstream_id: str) -> SummaryVersion | None:
+        from arawn_core.store import memory
+
+        rows = self.reader.fetchall(memory.CURRENT_VERSION, (workstream_id,))
+        return memory.version_from_row(rows[0]) if rows else None
+
+    async def workstream_origin(self, workstream_id: str) -> dict[str, Any] | None:
+        from arawn_core.store import memory
+
+        rows = self.reader.fetchall(memory.ORIGIN_OF_WORKSTREAM, (workstream_id,))
+        return dict(rows[0]) if rows else None
 
     def _summary(self, sql: str, key: str) -> Summary | None:
         row = self._one(sql, (key,))

@@ -106,6 +106,7 @@ def pins_text(pins: list[Pin], fit: PinFit) -> None:
 
 # ---- summary versions ---------------------------------------------------------------
 async def cmd_summary_memory(core: ArawnCore, args: argparse.Namespace) -> int:
+    core.summary_versions  # noqa: B018 - on the read-only core this raises NeedsEngine before stdin is read
     if args.session:
         raise UsageError("--set, --history, --diff, --revert and --version are for the workstream summary,"
                          " not with --session")

@@ -67,8 +67,7 @@ class MemoryCommands:
 
     # ---- pins -----------------------------------------------------------------
     async def list_pins(self, workstream_id: str) -> list[Pin]:
-        rows = await self.db.fetchall("SELECT * FROM pins WHERE workstream_id = ? ORDER BY created_at, rowid",
-                                      (workstream_id,))
+        rows = await self.db.fetchall(store.PINS_OF_WORKSTREAM, (workstream_id,))
         return [store.pin_from_row(r) for r in rows]
 
     async def add_pin(self, workstream_id: str, text: str, source_message_id: str | None = None) -> Pin:
@@ -137,8 +136,7 @@ class MemoryCommands:
         return store.version_from_row(row)
 
     async def current_version(self, workstream_id: str) -> SummaryVersion | None:
-        row = await self.db.fetchone("SELECT * FROM summary_versions WHERE workstream_id = ? ORDER BY number DESC"
-                                     " LIMIT 1", (workstream_id,))
+        row = await self.db.fetchone(store.CURRENT_VERSION, (workstream_id,))
         return store.version_from_row(row) if row else None
 
     async def diff_versions(self, workstream_id: str, a: int, b: int) -> str:
@@ -239,7 +237,7 @@ class MemoryCommands:
         return ws
 
     async def workstream_origin(self, workstream_id: str) -> dict[str, Any] | None:
-        row = await self.db.fetchone("SELECT * FROM workstream_origins WHERE workstream_id = ?", (workstream_id,))
+        row = await self.db.fetchone(store.ORIGIN_OF_WORKSTREAM, (workstream_id,))
         return dict(row) if row else None
 
     # ---- session titles ---------------------------------------------------------

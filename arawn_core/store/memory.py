@@ -27,6 +27,11 @@ def title_from_text(text: str) -> str | None:
     return None
 
 
+PINS_OF_WORKSTREAM = "SELECT * FROM pins WHERE workstream_id = ? ORDER BY created_at, rowid"
+CURRENT_VERSION = "SELECT * FROM summary_versions WHERE workstream_id = ? ORDER BY number DESC LIMIT 1"
+ORIGIN_OF_WORKSTREAM = "SELECT * FROM workstream_origins WHERE workstream_id = ?"
+
+
 def pin_from_row(row: Any) -> Pin:
     return Pin(row["id"], row["workstream_id"], row["text"], row["created_at"], row["updated_at"],
                row["source_message_id"])
