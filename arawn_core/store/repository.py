@@ -534,8 +534,16 @@ class Repository:
                     spans = [tuple(r) for r in await cur.fetchall()]
                 for j in range(0, len(spans), 2000):
                     part = spans[j:j + 2000]
-                    records = await asyncio.to_thread(jsonl.read_spans, self.messages_path(ws_id),
-                                                      [(off, ln) for _, off, ln in part])
+                    bad: list[jsonl.BadLine] = []
+                    try:
+                        records = await asyncio.to_thread(jsonl.read_spans, self.messages_path(ws_id),
+                                                          [(off, ln) for _, off, ln in part], bad)
+                    except OSError as exc:  # this workstream's log is unreadable: its text is not searchable
+                        self.notice(f"{self.messages_path(ws_id)}: not searchable: {_reason(exc)}")
+                        break
+                    skipped = {b.offset for b in bad}  # damaged lines: named, the others indexed
+                    part = [span for span in part if span[1] not in skipped]
+                    self._report_bad([(self.messages_path(ws_id), b) for b in bad])
                     await fts.insert(c, [(rid, str(rec.get("content", ""))) for (rid, _, _), rec in zip(part, records)])
                     total += len(part)
                 if progress:
