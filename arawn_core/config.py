@@ -112,6 +112,9 @@ class CompressionSettings:
     retry_max_s: float = 300.0
     fan_in: int = 4
     safety_margin_tokens: int = 256
+    audit: str = "repair"  # repair | report | off: check each summary's key items (arawn_core.memory.audit)
+    key_items_share: float = 0.25  # of max_summary_tokens: bound of the verbatim "Key items" section
+    prompt_style: str = "auto"  # auto | chat | completion (a base model); auto: completion for the packaged model
 
 
 @dataclass(frozen=True)
@@ -169,8 +172,11 @@ _RANGES: dict[str, tuple[float, float]] = {
     "workstream.compression.retry_max_s": (0, 86_400),
     "workstream.compression.fan_in": (2, 64),
     "workstream.compression.safety_margin_tokens": (0, 100_000),
+    "workstream.compression.key_items_share": (0, 0.9),
 }
-_CHOICES: dict[str, tuple[str, ...]] = {"llm.backend": ("auto", "ollama", "openai", "embedded")}
+_CHOICES: dict[str, tuple[str, ...]] = {"llm.backend": ("auto", "ollama", "openai", "embedded"),
+                                        "workstream.compression.audit": ("repair", "report", "off"),
+                                        "workstream.compression.prompt_style": ("auto", "chat", "completion")}
 #: Keys where 0 is allowed outside their range, with a meaning of its own (num_ctx 0: the server's).
 _ZERO_ALLOWED = frozenset({"llm.num_ctx"})
 #: List keys and the type of their items.

@@ -33,16 +33,21 @@ from arawn_core.models import (
     Message,
     Session,
     Summary,
-    SummaryStamp,
     Workstream,
     WorkstreamState,
     iso_utc,
     new_id,
     utc_now,
 )
-from arawn_core.staleness import is_stale, stale_fields
+from arawn_core.staleness import is_stale
 from arawn_core.store import queries
-from arawn_core.store.converters import apply_status, status_from_jobs, workstreams_from_rows
+from arawn_core.store.converters import (
+    apply_status,
+    one_by_title,
+    sessions_with_status,
+    stamp_of,
+    workstreams_from_rows,
+)
 from arawn_core.store.db import CorruptIndex, Database, ensure_private_dir, move_aside
 from arawn_core.store.jobs import JobQueue
 from arawn_core.runtime import Scheduler
@@ -183,8 +188,7 @@ class ArawnCore:
         ws = await self.repo.get_workstream(workstream_id)
         summary = await self.repo.workstream_summary(ws.id)
         ws.summary = summary.text if summary else None
-        stamp = SummaryStamp(summary.provenance.model, summary.provenance.prompt_version) if summary else None
-        apply_status(ws, (await self.queue.status(ws.id)).get(ws.id), stamp, self.compression_model())
+        apply_status(ws, (await self.queue.status(ws.id)).get(ws.id), stamp_of(summary), self.compression_model())
         return ws
 
     async def resolve_workstream(self, ref: str) -> Workstream:
@@ -193,13 +197,7 @@ class ArawnCore:
             return await self.get_workstream(ref)
         except NotFound:
             pass
-        found = await self.repo.find_workstreams_by_title(ref)
-        if not found:
-            raise UsageError(f"no workstream matches {ref!r} (give an id or a title; see `ws list`)")
-        if len(found) > 1:
-            ids = ", ".join(w.id for w in found)
-            raise UsageError(f"workstream title {ref!r} is ambiguous: use one of the ids {ids}")
-        return await self.get_workstream(found[0].id)
+        return await self.get_workstream(one_by_title(ref, await self.repo.find_workstreams_by_title(ref)).id)
 
     async def create_workstream(self, title: str, tags: list[str] | None = None) -> Workstream:
         title = title.strip()
@@ -246,17 +244,10 @@ class ArawnCore:
 
     # ---- sessions ------------------------------------------------------
     async def list_sessions(self, workstream_id: str) -> list[Session]:
-        sessions = await self.repo.list_sessions(workstream_id)
-        stamps = await self.repo.session_summary_stamps(workstream_id)
-        status = await self.queue.status(workstream_id, per_session=True)
-        for s in sessions:
-            stamp = stamps.get(s.id)
-            jobs = status.get(s.id)
-            stale = stamp is not None and stale_fields(stamp.model, stamp.prompt_version, self.compression_model())
-            s.summary = stamp.text if stamp else None
-            s.compression = status_from_jobs(jobs, stamp is not None, stale)
-            s.last_error = jobs.error if jobs else None
-        return sessions
+        # the same queries and mapping as the sync read path (arawn_core.readonly)
+        return sessions_with_status(await self.repo.list_sessions(workstream_id),
+                                    await self.repo.session_summary_stamps(workstream_id),
+                                    await self.queue.status(workstream_id, per_session=True), self.compression_model())
 
     async def get_session(self, session_id: str) -> Session:
         return await self.repo.get_session(session_id)

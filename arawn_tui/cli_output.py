@@ -87,6 +87,10 @@ def ws_show(ws: Workstream, summary: Summary | None, sessions: list[Session]) ->
         p = summary.provenance
         stale = "  [stale]" if summary.stale else ""
         print(f"\nsummary ({line(p.model)}, {line(p.created_at[:19])}, {len(summary.covers)} sessions){stale}:")
+        from arawn_core.memory.audit import describe as describe_audit  # only when a summary is shown
+
+        if said := describe_audit(summary.provenance):
+            print(f"audit: {line(said)}")
         print(inert(summary.text))
     print()
     session_table(sessions)
@@ -213,3 +217,4 @@ class CountProgress(_Line):
 
     def update(self, done: int, total: int) -> None:
         self.show(f"{self.label}: {bar(done, total)}", force=done >= total)
+

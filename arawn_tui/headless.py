@@ -4,9 +4,10 @@ Exit codes: 0 ok; 1 the work failed; 2 bad usage, config or input (one line
 on stderr, no traceback); 3 the LLM backend is unreachable.
 
 Scripts call these commands in loops, so the engine (asyncio, aiosqlite, the
-facade) is imported only by the commands that use it: `ws list` and `jobs list`
-read through `ArawnCore`'s read-only half (`arawn_core.readonly`, plain sqlite3)
-whenever the store needs no repair.
+facade) is imported only by the commands that use it: `ws list`, `ws show`,
+`session list`, `summary` and `jobs list` run their handlers over `ArawnCore`'s
+read-only half (`arawn_core.readonly`, plain sqlite3) whenever the store needs
+no repair.
 """
 
 from __future__ import annotations
@@ -131,32 +132,31 @@ def build_parser() -> Parser:
     return p
 
 
+def _is_read_only(args: argparse.Namespace) -> bool:
+    return ((args.command == "ws" and args.ws_cmd in ("list", "show")) or args.command == "summary"
+            or (args.command == "session" and args.session_cmd == "list")
+            or (args.command == "jobs" and args.action == "list"))
+
+
 def _read_only(args: argparse.Namespace, settings: Settings) -> int | None:
-    """`ws list` and `jobs list` without the event loop, when the store needs nothing (see
-    `arawn_core.readonly`); None: the command takes the full path (which repairs what needs it)."""
-    if not ((args.command == "ws" and args.ws_cmd == "list") or (args.command == "jobs" and args.action == "list")):
+    """`ws list`, `ws show`, `session list`, `summary` and `jobs list` without the event loop: the
+    same handlers over `ArawnCore`'s read-only half (`arawn_core.readonly`), when the store needs
+    nothing; None: the command takes the full path (which repairs what needs it)."""
+    if not _is_read_only(args):
         return None
     import sqlite3
 
-    from arawn_core.readonly import ReadOnlyCore
+    from arawn_core.readonly import NeedsEngine, ReadOnlyCore, run_without_loop
 
     core = ReadOnlyCore.open(settings)
     if core is None:
         return None
     try:
-        if args.command == "ws":
-            items = core.list_workstreams(include_archived=args.all)
-        else:
-            jobs = core.list_jobs(JobState(args.state) if args.state else None)
-    except sqlite3.Error:
-        return None  # e.g. the file changed under us: the full path reports it, naming the file
+        return run_without_loop(HANDLERS[args.command](core, args))  # the handler prints after its reads
+    except (sqlite3.Error, NeedsEngine):
+        return None  # the file changed under us, or more than reads: the full path (which names any file)
     finally:
         core.close()
-    if args.command == "ws":
-        show_ws_list(args, items)
-    else:
-        show_jobs(args, jobs)
-    return EXIT_OK
 
 
 def show_ws_list(args: argparse.Namespace, items: list[Workstream]) -> None:

@@ -445,20 +445,27 @@ class LlamaRunner:
         """
         llm = self._llm_any()
         bos = [llm.token_bos()] if llm.token_bos() >= 0 else []
+        # A final assistant message is an opened reply (a prefill): it is continued, not closed.
+        opened = bool(messages) and messages[-1].get("role") == "assistant"
         if self.chat_format == "gemma":
             tokens = list(bos)
-            for m in fold_system(messages):
+            turns = fold_system(messages)
+            for i, m in enumerate(turns):
                 role = "model" if m["role"] == "assistant" else "user"
                 tokens += self.tokenize(f"<start_of_turn>{role}\n", special=True)
                 tokens += self.tokenize(m["content"])
+                if opened and i == len(turns) - 1:
+                    return tokens
                 tokens += self.tokenize("<end_of_turn>\n", special=True)
             return tokens + self.tokenize("<start_of_turn>model\n", special=True)
         if self.chat_format == "template":
             return self._render_template(llm, messages)
         tokens = list(bos)  # ChatML
-        for m in messages:
+        for i, m in enumerate(messages):
             tokens += self.tokenize(f"<|im_start|>{m.get('role', 'user')}\n", special=True)
             tokens += self.tokenize(m.get("content") or "")
+            if opened and i == len(messages) - 1:
+                return tokens
             tokens += self.tokenize("<|im_end|>\n", special=True)
         return tokens + self.tokenize("<|im_start|>assistant\n", special=True)
 
@@ -622,6 +629,8 @@ class EmbeddedBackend:
         path = default_model_path() if default else Path(model_path).expanduser()  # type: ignore[arg-type]
         self.host = str(path)
         self.model_override = model_name or (DEFAULT_MODEL_NAME if default else path.stem)
+        #: The packaged model is a base model: it continues text, so summaries use the completion framing.
+        self.base_model = default
         self.selection_reason = selection_reason
         self._default = default
         ensure = (lambda: ensure_default_model(path, progress)) if default else None

@@ -38,6 +38,7 @@ from arawn_core.store.converters import (
     summary_from_row,
     summary_to_params,
     workstream_from_row,
+    session_stamps_from_rows,
 )
 from arawn_core.store import queries
 from arawn_core.store.db import (
@@ -158,7 +159,7 @@ class Repository:
         return ws
 
     async def get_workstream(self, workstream_id: str) -> Workstream:
-        row = await self.db.fetchone("SELECT * FROM workstreams WHERE id = ?", (workstream_id,))
+        row = await self.db.fetchone(queries.WORKSTREAM_BY_ID, (workstream_id,))
         if row is None:
             raise NotFound(f"no workstream with id {workstream_id}")
         return workstream_from_row(row)
@@ -169,19 +170,16 @@ class Repository:
 
     async def session_summary_stamps(self, workstream_id: str) -> dict[str, SummaryStamp]:
         """session id -> its summary's text and what it was made with, for one workstream's sessions."""
-        rows = await self.db.fetchall(
-            "SELECT s.id, m.text, m.model, m.prompt_version FROM sessions s JOIN summaries m ON m.id = s.summary_id"
-            " WHERE s.workstream_id = ?", (workstream_id,))
-        return {r["id"]: SummaryStamp(r["model"], r["prompt_version"], r["text"]) for r in rows}
+        return session_stamps_from_rows(await self.db.fetchall(queries.SESSION_SUMMARY_STAMPS, (workstream_id,)))
 
     async def index_offsets(self) -> list[tuple[str, int]]:
         """(workstream id, bytes of its messages.jsonl indexed so far), for crash recovery."""
         return [(r[0], r[1]) for r in await self.db.fetchall(queries.LOG_OFFSETS)]
 
     async def find_workstreams_by_title(self, title: str) -> list[Workstream]:
-        rows = await self.db.fetchall("SELECT * FROM workstreams WHERE title = ?", (title,))
+        rows = await self.db.fetchall(queries.WORKSTREAMS_BY_TITLE, (title,))
         if not rows:
-            rows = await self.db.fetchall("SELECT * FROM workstreams WHERE lower(title) = lower(?)", (title,))
+            rows = await self.db.fetchall(queries.WORKSTREAMS_BY_TITLE_ANY_CASE, (title,))
         return [workstream_from_row(r) for r in rows]
 
     async def scratch_workstream(self) -> Workstream | None:
@@ -206,10 +204,7 @@ class Repository:
         return session_from_row(row)
 
     async def list_sessions(self, workstream_id: str) -> list[Session]:
-        rows = await self.db.fetchall(
-            "SELECT * FROM sessions WHERE workstream_id = ? ORDER BY started_at", (workstream_id,)
-        )
-        return [session_from_row(r) for r in rows]
+        return [session_from_row(r) for r in await self.db.fetchall(queries.SESSIONS_OF, (workstream_id,))]
 
     async def create_session(self, workstream_id: str, started_at: str) -> Session:
         session = Session(id=new_id(), workstream_id=workstream_id, started_at=started_at, ended_at=None,
@@ -408,9 +403,7 @@ class Repository:
         return summary_from_row(row) if row else None
 
     async def session_summary(self, session_id: str) -> Summary | None:
-        row = await self.db.fetchone(
-            "SELECT m.* FROM sessions s JOIN summaries m ON m.id = s.summary_id WHERE s.id = ?", (session_id,)
-        )
+        row = await self.db.fetchone(queries.SESSION_SUMMARY, (session_id,))
         return summary_from_row(row) if row else None
 
     async def checkpoint(self, session_id: str) -> Summary | None:
@@ -420,9 +413,7 @@ class Repository:
         return summary_from_row(row) if row else None
 
     async def workstream_summary(self, workstream_id: str) -> Summary | None:
-        row = await self.db.fetchone(
-            "SELECT m.* FROM workstreams w JOIN summaries m ON m.id = w.summary_id WHERE w.id = ?", (workstream_id,)
-        )
+        row = await self.db.fetchone(queries.WORKSTREAM_SUMMARY, (workstream_id,))
         return summary_from_row(row) if row else None
 
     async def unfolded_session_summaries(self, workstream_id: str) -> list[tuple[str, Summary]]:
@@ -444,6 +435,8 @@ class Repository:
     async def prepare_summary(self, summary: Summary, folded: list[str] | None = None) -> None:
         """Record the summary in events.jsonl first (so reindex can restore it)."""
         event = {"type": "summary", **summary_to_params(summary), "covers": summary.covers}
+        if summary.provenance.audit is not None:  # an object in the event, not JSON in a string
+            event["audit"] = summary.provenance.audit.to_dict()
         if folded is not None:
             event["folded"] = folded
         await self._append_event(summary.workstream_id, event)
@@ -452,9 +445,11 @@ class Repository:
         """Inside the caller's transaction: the summary row and what points at it."""
         await c.execute(
             "INSERT OR IGNORE INTO summaries (id, kind, workstream_id, session_id, text, model, prompt_version,"
-            " input_chars, input_tokens, output_tokens, llm_calls, duration_s, input_hash, created_at, covers)"
+            " input_chars, input_tokens, output_tokens, llm_calls, duration_s, input_hash, created_at, covers,"
+            " method, audit)"
             " VALUES (:id, :kind, :workstream_id, :session_id, :text, :model, :prompt_version, :input_chars,"
-            " :input_tokens, :output_tokens, :llm_calls, :duration_s, :input_hash, :created_at, :covers)",
+            " :input_tokens, :output_tokens, :llm_calls, :duration_s, :input_hash, :created_at, :covers,"
+            " :method, :audit)",
             summary_to_params(summary),
         )
         # a new summary supersedes the old one of its kind (also one left by a crash before its commit)
