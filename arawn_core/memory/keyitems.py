@@ -115,8 +115,8 @@ def content_words(text: str) -> set[str]:
 def _anchor_pattern(anchor: str) -> re.Pattern[str]:
     """A code matches with any (or no) separator between its parts: XYZ-1234 ~ xyz 1234 ~ XYZ_1234."""
     parts = [re.escape(p) for p in re.split(r"[\s\-_./:]+", anchor) if p]
-    if len(parts) > 1 and all(p.isalnum() for p in parts):
-        body = r"[\s\-_./:]{0,3}".join(parts)
+    if len(parts) > 1 and all(p.isalnum() for p in parts):  # the anchor as written, or with other separators
+        body = "(?:" + re.escape(anchor) + "|" + r"[\s\-_./:]{0,3}".join(parts) + ")"
     else:
         body = re.escape(anchor)
     return re.compile(r"(?<![^\W_])" + body + r"(?![^\W_])")
