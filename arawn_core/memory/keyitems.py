@@ -204,6 +204,7 @@ def _strip_token(kind: str, raw: str) -> str:
 _KIND_PATTERNS = [(m.group(1), re.compile(part)) for part in re.split(r"\|(?=\(\?P<)", _TOKENS.pattern)
                   for m in [re.match(r"\(\?P<(\w+)>", part)] if m]
 _DIGIT = re.compile(r"\d")
+_LOWER_UPPER = re.compile(r"[a-z0-9][A-Z]")
 _NEEDS: dict[str, Callable[[str, bool], bool]] = {
     "url": lambda t, d: "://" in t,
     "email": lambda t, d: "@" in t,
@@ -213,7 +214,8 @@ _NEEDS: dict[str, Callable[[str, bool], bool]] = {
     "path": lambda t, d: "/" in t or "\\" in t,
     "quantity": lambda t, d: d,
     "inline": lambda t, d: "`" in t,
-    "identifier": lambda t, d: True,
+    # camelCase / CamelCase need a lower (or digit) then upper letter, snake_case an underscore
+    "identifier": lambda t, d: "_" in t or _LOWER_UPPER.search(t) is not None,
 }
 
 
