@@ -210,6 +210,26 @@ async def test_a_model_that_keeps_what_it_is_asked_makes_no_repair_call() -> Non
     assert backend.calls - calls == folded.llm_calls == off_fold.llm_calls
 
 
+async def test_prose_summaries_name_the_items_they_must_keep() -> None:
+    """Summaries in prose have no bullet to flag: the request lists the items (codes of keep requests as codes)."""
+    first = "The user set up billing and said to keep reference code ABQ-1000 for the ticket. " * 3
+    second = "Later the user moved the service to billing_api and asked to remember CDE-2000. " * 3
+    items = [K.extract("user", "Please remember reference code ABQ-1000."),
+             K.extract("user", "Remember CDE-2000. The service is now billing_api.")]
+
+    def reply(messages, options) -> str:  # a model that writes what it is asked to keep, and a line of prose
+        body = "\n".join(x["content"] for x in messages if x["role"] == "user")
+        block = body.split(P.KEEP_TITLE, 1)[1] if P.KEEP_TITLE in body else ""
+        return "Billing work went on.\n" + "\n".join(line for line in block.splitlines() if line.startswith("- "))
+
+    backend = FakeBackend(reply=reply)
+    folded = await make(backend).fold(None, [first, second], new_items=items)
+    request = backend.requests[0].content
+    assert P.KEEP_TITLE in request and "- ABQ-1000 (keep)" in request and "- billing_api" in request
+    assert folded.audit.repair_calls == 0 and backend.calls == 1 and folded.method == "model"
+    assert folded.audit.kept == folded.audit.total == 3
+
+
 def test_a_url_with_braces_counts_as_kept_when_written_as_is() -> None:
     """"http://{node}/get_chain" normalises to "http:// node /get chain": the anchor as written must match."""
     item = K.extract("assistant", "Call http://{node}/get_chain on each node.")[0]
