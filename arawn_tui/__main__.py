@@ -49,7 +49,8 @@ def run_tui(argv: list[str]) -> int:
     parser.add_argument("--data-dir", help="data directory (overrides the config)")
     args = parser.parse_args(argv)
 
-    from arawn_core.config import ConfigError, load_settings
+    from arawn_core.config import load_settings
+    from arawn_core.errors import ConfigError
 
     try:
         settings = load_settings(args.config, args.data_dir)
