@@ -136,11 +136,15 @@ class Scheduler:
                     return outcomes
                 if claimed:
                     continue  # more may be due
-                due = await core.queue.next_due_in(workstream_id) if self.backend_up else None
-                if drain and not self._running:
-                    if due is None or not wait_for_retries:
-                        return outcomes
-                timeout = self.POLL_S if due is None else min(due + 0.01, self.POLL_S)
+                due = await core.queue.next_due_in(workstream_id) if self.backend_up else None  # None: none pending
+                if drain and not self._running and (due is None or not wait_for_retries):
+                    return outcomes
+                if due is None or due <= 0 or len(self._running) >= self.max_jobs:
+                    # Nothing pending, or due but not claimable (a reduce waits for its sessions' jobs),
+                    # or every slot taken: a job's end, a new job or the poll wakes us.
+                    timeout = self.POLL_S
+                else:
+                    timeout = min(due + 0.01, self.POLL_S)  # the next retry's due time
                 try:
                     await asyncio.wait_for(self._wake.wait(), timeout)
                 except asyncio.TimeoutError:

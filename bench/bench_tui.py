@@ -1046,7 +1046,8 @@ def main(argv: list[str] | None = None) -> int:
     first_title = asyncio.run(_first_title(src))
     report["dataset"]["first_listed_title"] = first_title
     home = Path(tempfile.mkdtemp(prefix="arawn-bench-tui-"))
-    tmux("kill-server", check=False)
+    if not {"start-tmux", "keys-tmux"} <= set(args.skip):
+        tmux("kill-server", check=False)  # only when this run uses the tmux server
     try:
         if "start-inprocess" not in args.skip:
             log("1a start to first full screen, in-process")

@@ -4,10 +4,11 @@ It turns list events into what they mean and posts them to the screen:
 `WorkstreamHighlighted` at once (the title follows the highlight),
 `WorkstreamSelected` once the highlight rests (the screen loads the workstream
 then, not for every row an arrow key passes), `SessionHighlighted` and
-`SessionSelected`. The session list only ever shows the sessions of the
-workstream they were loaded for, and only while that workstream is the
-highlighted one: moving to another workstream empties it until its own
-sessions arrive.
+`SessionSelected`. Sessions are only put up for the workstream highlighted
+when they arrive (`show_sessions` refuses a late answer for another one); the
+list is replaced, not emptied first, when the new workstream's load lands, in
+the same layout pass as the rest of it (emptying it on every arrow key would
+cost each key a relayout).
 """
 
 from __future__ import annotations
@@ -109,8 +110,6 @@ class Sidebar(Vertical):
         first = self.workstream_id is None
         self.workstream_id = ws_id
         self.cancel_settle()
-        if self.sessions_of is not None and self.sessions_of != ws_id:
-            self.show_sessions(None, [])  # never another workstream's sessions under this one
         self.post_message(self.WorkstreamHighlighted(ws_id))
         if first:
             self.post_message(self.WorkstreamSelected(ws_id))
