@@ -204,7 +204,7 @@ class MainScreen(Screen[None]):
         self.post_message(m.WorkstreamsLoaded(await core.list_workstreams(), select))
 
     async def on_workstreams_loaded(self, message: m.WorkstreamsLoaded) -> None:
-        select = message.select or self.ws_id
+        select = message.select or self.sidebar.workstream_id or self.ws_id  # the highlight as it is now
         self.sidebar.set_workstreams(message.workstreams, select)
         if not self.loaded:
             self.call_after_refresh(self.arawn.first_screen_shown)
@@ -393,7 +393,8 @@ class MainScreen(Screen[None]):
                 core = self.core
                 ids, self._dirty = self._dirty, set()
                 if "" in ids:  # e.g. a reindex: everything may have changed
-                    self.post_message(m.WorkstreamsLoaded(await core.list_workstreams(), self.ws_id))
+                    # no `select`: the highlight stays where it is when the list arrives, not where it was
+                    self.post_message(m.WorkstreamsLoaded(await core.list_workstreams()))
                     ids.discard("")
                 for ws_id in ids:
                     try:
@@ -426,7 +427,7 @@ class MainScreen(Screen[None]):
                     self.load_workstreams()
             return
         if not wl.update_workstream(ws):
-            self.load_workstreams(self.ws_id)
+            self.load_workstreams()  # re-sorted; the highlight stays on whatever is highlighted then
         elif ws.id == self.ws_id:
             self._set_title()
 
