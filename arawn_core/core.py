@@ -10,25 +10,26 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, AsyncIterator, Callable
 
 from arawn_core import events as ev
 from arawn_core.compression.budget import TokenBudget, TokenEstimator
-from arawn_core.compression.staleness import is_stale, stale_fields
 
 if TYPE_CHECKING:
     from arawn_core.compression.runner import JobOutcome, JobRunner
 from arawn_core.config import Settings
 from arawn_core.context import assemble_context, system_content
-from arawn_core.llm.base import BackendInfo, ChatOptions, LLMBackend
+from arawn_core.llm.base import BackendInfo, ChatChunk, ChatOptions, LLMBackend
+from arawn_core.llm.errors import ContextOverflow, LLMError
+from arawn_core.llm.server_context import ContextMemory, ContextPlan
 from arawn_core.models import (
     CompressionJob,
     CompressionStatus,
     JobKind,
     JobState,
-    JobStatus,
     Message,
     Session,
     Summary,
@@ -39,9 +40,11 @@ from arawn_core.models import (
     new_id,
     utc_now,
 )
-from arawn_core.store.converters import status_from_jobs
+from arawn_core.staleness import is_stale, stale_fields
+from arawn_core.store.converters import apply_status, status_from_jobs, workstreams_from_rows
 from arawn_core.store.db import Database, ensure_private_dir
 from arawn_core.store.jobs import JobQueue
+from arawn_core.store.recovery import logs_behind
 from arawn_core.runtime import Scheduler
 from arawn_core.store.repository import Repository
 from arawn_core.errors import BackendUnavailable, NotFound, UsageError  # noqa: F401  (UsageError re-exported)
@@ -50,6 +53,7 @@ log = logging.getLogger(__name__)
 
 SCRATCH_TITLE = "Scratch"
 ESTIMATOR_KEY = "token_estimator"
+CONTEXTS_KEY = "server_contexts"
 
 Progress = Callable[[int, int], None]
 
@@ -67,6 +71,7 @@ class ArawnCore:
         self.estimator = estimator
         self.events = ev.EventBus()
         self._runner: JobRunner | None = None
+        self.contexts = ContextMemory()  # the servers' context sizes (see `context_plan`)
 
     @property
     def runner(self) -> JobRunner:
@@ -76,6 +81,7 @@ class ArawnCore:
 
             self._runner = JobRunner(self.repo, self.queue, self.events, self.backend, self.settings,
                                      self.estimator, self.compression_model)
+            self._runner.num_ctx_for = self.num_ctx_for
         return self._runner
 
     # ---- lifecycle -----------------------------------------------------
@@ -95,11 +101,16 @@ class ArawnCore:
                     estimator = TokenEstimator.from_dict(json.loads(raw))
                 except (ValueError, KeyError, TypeError):
                     log.warning("ignoring unreadable token estimator state")
+            contexts = await _load_contexts(repo)
             if backend is None:
                 from arawn_core.llm.lazy import LazyBackend
 
-                backend = LazyBackend(settings)  # chosen on first use: most commands never need it
+                backend = LazyBackend(settings, contexts)  # chosen on first use: most commands never need it
+            elif isinstance(getattr(backend, "memory", None), ContextMemory):
+                backend.memory.merge(contexts)  # type: ignore[attr-defined]
+                contexts = backend.memory  # type: ignore[attr-defined]
             core = cls(settings, db, repo, queue, backend, estimator)
+            core.contexts = contexts
             await core._recover()
         except BaseException:
             await db.close()  # else the connection's thread keeps the process alive after the error
@@ -109,12 +120,11 @@ class ArawnCore:
     async def _recover(self) -> None:
         """After a crash: index JSONL lines SQLite missed; orphaned running jobs back to pending."""
         offsets = await self.repo.index_offsets()
-        behind = await asyncio.to_thread(
-            lambda: [ws_id for ws_id, indexed in offsets if _file_size(self.repo.messages_path(ws_id)) > indexed])
+        behind = await asyncio.to_thread(logs_behind, self.settings.data_dir, offsets)
         for ws_id in behind:
             await self.repo.catch_up(ws_id)
         await self.queue.recover_orphans()
-        if await self.repo.kv_get("fts_rebuild"):  # schema 3 replaced the full-text index
+        if await self.repo.message_index_rebuild_pending():  # schema 3 replaced the full-text index
             await self.repo.rebuild_message_index()
 
     async def close(self, end_sessions: bool | None = None) -> None:
@@ -124,8 +134,11 @@ class ArawnCore:
         if end_sessions:
             for session in await self.repo.all_active_sessions():
                 await self._end(session, "quit")
-        await self.backend.aclose()
-        await self.db.close()
+        try:
+            await self._save_contexts()
+        finally:
+            await self.backend.aclose()
+            await self.db.close()
 
     @property
     def model(self) -> str:
@@ -137,28 +150,18 @@ class ArawnCore:
         return override or self.settings.compression_model
 
     # ---- workstreams ---------------------------------------------------
-    async def list_workstreams(self, include_archived: bool = False) -> list[Workstream]:
-        workstreams = await self.repo.list_workstreams(include_archived)
-        status = await self.queue.status()
-        stamps = await self.repo.workstream_summary_stamps()
-        for ws in workstreams:
-            self._apply_status(ws, status.get(ws.id), stamps.get(ws.id))
-        return workstreams
-
-    def _apply_status(self, ws: Workstream, jobs: JobStatus | None, stamp: SummaryStamp | None) -> None:
-        stale = stamp is not None and stale_fields(stamp.model, stamp.prompt_version, self.compression_model())
-        ws.compression = status_from_jobs(jobs, stamp is not None, stale)
-        if jobs:
-            ws.progress = jobs.progress
-            ws.last_error = jobs.error
+    async def list_workstreams(self, include_archived: bool = False, limit: int | None = None) -> list[Workstream]:
+        """In list order; only the first `limit` if given (a first screen, the rest read after it)."""
+        # the same queries and mapping as the sync read path (arawn_core.readonly)
+        rows = await self.repo.workstream_rows(include_archived, limit)
+        return workstreams_from_rows(rows, await self.queue.status(), self.compression_model())
 
     async def get_workstream(self, workstream_id: str) -> Workstream:
         ws = await self.repo.get_workstream(workstream_id)
         summary = await self.repo.workstream_summary(ws.id)
         ws.summary = summary.text if summary else None
-        ws.session_count = await self.repo.workstream_count_sessions(ws.id)
         stamp = SummaryStamp(summary.provenance.model, summary.provenance.prompt_version) if summary else None
-        self._apply_status(ws, (await self.queue.status(ws.id)).get(ws.id), stamp)
+        apply_status(ws, (await self.queue.status(ws.id)).get(ws.id), stamp, self.compression_model())
         return ws
 
     async def resolve_workstream(self, ref: str) -> Workstream:
@@ -308,7 +311,7 @@ class ArawnCore:
         system = system_content(ws.system_prompt, ws_summary.text if ws_summary else None,
                                 checkpoint.text if checkpoint else None)
         model = ws.model or self.model
-        budget = TokenBudget(self.settings.llm.num_ctx, self.settings.llm.max_reply_tokens, 64)
+        budget = TokenBudget(await self.num_ctx_for(model), self.settings.llm.max_reply_tokens, 64)
         available = budget.input_tokens_available(0)
         messages, _ = assemble_context(system, history, available, lambda t: self.estimator.estimate(model, t))
         return messages
@@ -321,12 +324,12 @@ class ArawnCore:
         user = await self.append_message(workstream_id, "user", text)
         context = await self.build_context(workstream_id)
         model = ws.model or self.model
-        options = ChatOptions(model=model, num_ctx=self.settings.llm.num_ctx,
+        options = ChatOptions(model=model, num_ctx=await self.num_ctx_for(model),
                               num_predict=self.settings.llm.max_reply_tokens)
         parts: list[str] = []
         finished = False
         try:
-            async for chunk in self.backend.chat(context, options):
+            async for chunk in self._chat_replanned(workstream_id, context, options):
                 if chunk.text:
                     parts.append(chunk.text)
                     yield chunk.text
@@ -481,11 +484,61 @@ class ArawnCore:
             raise UsageError(str(exc)) from None
 
     async def backend_info(self) -> BackendInfo:
-        return await self.backend.info()
+        info = await self.backend.info()
+        if info.context is None:
+            info.context = await self.context_plan()
+        return info
+
+    # ---- the server's context ------------------------------------------
+    async def context_plan(self, model: str | None = None) -> ContextPlan:
+        """min([llm] num_ctx, the server's) for `model`, with both numbers (doctor, the status line)."""
+        model = model or self.model
+        read = getattr(self.backend, "server_context", None)
+        server = None
+        if read is not None:
+            try:
+                server = await read(model)
+            except LLMError:
+                server = None  # a down server is planned for with the configured size
+        await self._save_contexts()
+        return ContextPlan(self.settings.llm.num_ctx, server.size if server else None,
+                           server.source if server else "")
+
+    async def _chat_replanned(self, workstream_id: str, context: list[dict[str, str]],
+                              options: ChatOptions) -> AsyncIterator[ChatChunk]:
+        """A server that refuses an over-long chat and so reveals a smaller context: plan again, send once more."""
+        sent = False
+        try:
+            async for chunk in self.backend.chat(context, options):
+                sent = True
+                yield chunk
+            return
+        except ContextOverflow:
+            smaller = await self.num_ctx_for(options.model)
+            if sent or smaller >= options.num_ctx:
+                raise
+        context[:] = await self.build_context(workstream_id)  # the caller learns from the context really sent
+        async for chunk in self.backend.chat(context, replace(options, num_ctx=smaller)):
+            yield chunk
+
+    async def num_ctx_for(self, model: str) -> int:
+        """The context every call for `model` is planned with."""
+        return (await self.context_plan(model)).used
+
+    async def _save_contexts(self) -> None:
+        """Sizes learned from refusals survive restarts (kv in the data dir)."""
+        if self.contexts.dirty:
+            self.contexts.dirty = False
+            await self.repo.kv_set(CONTEXTS_KEY, json.dumps(self.contexts.to_dict()))
 
 
-def _file_size(path: Path) -> int:
+async def _load_contexts(repo: Repository) -> ContextMemory:
+    raw = await repo.kv_get(CONTEXTS_KEY)
+    if not raw:
+        return ContextMemory()
     try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        return 0
+        return ContextMemory.from_dict(json.loads(raw))
+    except ValueError:
+        log.warning("ignoring unreadable server context state")
+        return ContextMemory()
+

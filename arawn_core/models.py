@@ -7,7 +7,6 @@ Plain dataclasses and enums: storage maps rows to these in one place
 from __future__ import annotations
 
 import json
-import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
@@ -15,6 +14,8 @@ from typing import Any
 
 
 def new_id() -> str:
+    import uuid  # here: uuid imports platform details that reading the store never needs
+
     return str(uuid.uuid4())
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import sys
+from typing import TYPE_CHECKING
 
-from arawn_core.config import Settings
-from arawn_core.llm.base import LLMBackend
+if TYPE_CHECKING:  # imported where used: `--headless` commands load only what they need
+    from arawn_core.config import Settings
+    from arawn_core.llm.base import LLMBackend
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,6 +42,9 @@ def tune_process_for_tui() -> None:
 
 
 def run_tui(argv: list[str]) -> int:
+    import argparse
+    import asyncio
+
     tune_process_for_tui()
     parser = argparse.ArgumentParser(prog="arawn", description="A terminal workbench for long-running "
                                      "conversations with a local LLM. `arawn --headless --help` for scripting.")
@@ -69,6 +72,8 @@ async def prepare_backend(settings: Settings) -> LLMBackend:
     """Before the screen takes over the terminal: when the backend will be the embedded
     default model and its file is not there yet, assemble it now, with progress on
     stderr where the user can see it. Otherwise nothing is imported or probed here."""
+    import asyncio
+
     from arawn_core.llm.lazy import LazyBackend
 
     backend: LLMBackend = LazyBackend(settings)  # the core chooses for real on first use

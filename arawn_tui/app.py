@@ -100,7 +100,10 @@ class ArawnApp(App[None]):
         try:
             core = await ArawnCore.open(self.settings, self.backend)
             # The first list comes with the news that the core is open: one hop less to a full screen.
-            self._core_opened(core, await core.list_workstreams())
+            # Only what fits on screen (a row is at least one line): the rest is read after it.
+            first = self.size.height + 1
+            workstreams = await core.list_workstreams(limit=first)
+            self._core_opened(core, workstreams, partial=len(workstreams) >= first)
         finally:
             self._core_settled.set()  # open or failed (worker_state_changed reports a failure)
 
@@ -111,10 +114,11 @@ class ArawnApp(App[None]):
                 gc_pause.freeze_and_resume()
             self.first_screen_painted.set()
 
-    def _core_opened(self, core: ArawnCore, workstreams: list[Workstream] | None = None) -> None:
+    def _core_opened(self, core: ArawnCore, workstreams: list[Workstream] | None = None,
+                     partial: bool = False) -> None:
         self.core = core
         core.events.subscribe(self._engine_event)
-        self.main_screen.post_message(m.CoreReady(workstreams))
+        self.main_screen.post_message(m.CoreReady(workstreams, partial))
         self.scheduler = core.scheduler()
         self.run_scheduler(self.scheduler)  # jobs queued before the last quit (or a crash) resume now
 
@@ -133,12 +137,13 @@ class ArawnApp(App[None]):
             self._engine_event(ev.BackendChecked(
                 BackendInfo(kind="ollama", host=core.backend.host, reachable=False, detail="connection refused"),
                 core.model))
-        # The full check imports that client in a thread, which would slow the first paint
-        # down (one interpreter lock): it waits until the first screen is up.
-        try:
-            await asyncio.wait_for(self.first_screen_painted.wait(), FIRST_PAINT_WAIT_S)
-        except asyncio.TimeoutError:
-            pass
+        # A full check that imports a client (in a thread) would slow the first paint down (one
+        # interpreter lock): it waits until the first screen is up. The light probe does not.
+        if not getattr(core.backend, "info_is_light", False):
+            try:
+                await asyncio.wait_for(self.first_screen_painted.wait(), FIRST_PAINT_WAIT_S)
+            except asyncio.TimeoutError:
+                pass
 
     def _engine_event(self, event: ev.Event) -> None:
         """Engine callback (runs inside whatever awaited the engine): only posts a message."""

@@ -48,9 +48,11 @@ class EngineEvent(Message):
 
 @dataclass
 class CoreReady(Message):
-    """The core is open: the screen shows `workstreams` (or loads them when None)."""
+    """The core is open: the screen shows `workstreams` (or loads them when None; `partial`: the
+    first screenful only, the screen loads the whole list after showing it)."""
 
     workstreams: list[Workstream] | None = None
+    partial: bool = False
 
 
 # ---- data loaded by workers ----------------------------------------------------

@@ -232,7 +232,13 @@ async def start_once(data_dir: str, port: int, expect: int, profile: Any = None)
             await asyncio.sleep(0.002)
         if profile is not None:
             profile.disable()
-        options = app.main_screen.workstream_list.option_count
+        wl = app.main_screen.workstream_list
+        while not (getattr(wl, "complete", True) and wl.option_count == expect):  # the rest follows the first frame
+            if time.monotonic() > deadline:
+                raise RuntimeError("the workstream list was not complete within 60 s")
+            await asyncio.sleep(0.002)
+        MARKS.setdefault("list_complete", time.perf_counter())
+        options = wl.option_count
         status = app.main_screen.status
         info = status.info
         await app.action_quit()
@@ -1064,7 +1070,7 @@ def main(argv: list[str] | None = None) -> int:
                 "method": "fresh interpreter per run (imports before the clock); clock from just before "
                           "create_app(settings, backend) (backend prepared as arawn does) through "
                           f"App.run_test(size={SIZE}) until the first frame (App._display, terminal bytes rendered) "
-                          "after MainScreen.loaded with 1,000 options and the status line's backend check",
+                          "after MainScreen.loaded (the first screenful of the 1,000 rows; the rest follow) and the status line's backend check",
                 "config": "[llm] backend = \"ollama\", host on a port with nothing listening",
                 "median_ms": med,
                 "median_full_screen_s": round(med["first_full_frame"] / 1000, 3),

@@ -36,11 +36,12 @@ from arawn_core.store.converters import (
     summary_to_params,
     workstream_from_row,
 )
+from arawn_core.store import queries
 from arawn_core.store.db import Database, ensure_private_dir
+from arawn_core.store.recovery import MESSAGES_FILE
 
 log = logging.getLogger(__name__)
 
-MESSAGES_FILE = "messages.jsonl"
 EVENTS_FILE = "events.jsonl"
 
 Progress = Callable[[int, int], None]
@@ -95,11 +96,12 @@ class Repository:
     async def _insert_workstream(self, c: Any, ws: Workstream) -> None:
         await c.execute(
             "INSERT OR REPLACE INTO workstreams (id, title, state, tags, created_at, updated_at, model,"
-            " system_prompt, is_scratch, summary_id, log_offset) VALUES (?,?,?,?,?,?,?,?,?,"
+            " system_prompt, is_scratch, summary_id, log_offset, session_count) VALUES (?,?,?,?,?,?,?,?,?,"
             " (SELECT summary_id FROM workstreams WHERE id = ?),"
-            " COALESCE((SELECT log_offset FROM workstreams WHERE id = ?), 0))",
+            " COALESCE((SELECT log_offset FROM workstreams WHERE id = ?), 0),"
+            " COALESCE((SELECT session_count FROM workstreams WHERE id = ?), 0))",
             (ws.id, ws.title, ws.state.value, json.dumps(ws.tags), ws.created_at, ws.updated_at,
-             ws.model, ws.system_prompt, int(ws.is_scratch), ws.id, ws.id),
+             ws.model, ws.system_prompt, int(ws.is_scratch), ws.id, ws.id, ws.id),
         )
 
     async def update_workstream(self, ws: Workstream, **changes: Any) -> Workstream:
@@ -119,29 +121,9 @@ class Repository:
             raise NotFound(f"no workstream with id {workstream_id}")
         return workstream_from_row(row)
 
-    async def list_workstreams(self, include_archived: bool) -> list[Workstream]:
-        """Scratch first, then the most recently active; each with its session count."""
-        where = "" if include_archived else "WHERE w.state = 'active'"
-        rows = await self.db.fetchall(
-            "SELECT w.*, (SELECT COUNT(*) FROM sessions s WHERE s.workstream_id = w.id) AS session_count"
-            f" FROM workstreams w {where} ORDER BY w.is_scratch DESC, w.updated_at DESC"
-        )
-        out = []
-        for row in rows:
-            ws = workstream_from_row(row)
-            ws.session_count = row["session_count"]
-            out.append(ws)
-        return out
-
-    async def workstream_count_sessions(self, workstream_id: str) -> int:
-        row = await self.db.fetchone("SELECT COUNT(*) FROM sessions WHERE workstream_id = ?", (workstream_id,))
-        return row[0]
-
-    async def workstream_summary_stamps(self) -> dict[str, SummaryStamp]:
-        """workstream id -> what its current summary was made with (for staleness badges)."""
-        rows = await self.db.fetchall(
-            "SELECT w.id, m.model, m.prompt_version FROM workstreams w JOIN summaries m ON m.id = w.summary_id")
-        return {r["id"]: SummaryStamp(r["model"], r["prompt_version"]) for r in rows}
+    async def workstream_rows(self, include_archived: bool, limit: int | None = None) -> list[Any]:
+        """`queries.workstreams` rows (mapped by `converters.workstreams_from_rows`, as on the read path)."""
+        return await self.db.fetchall(queries.workstreams(include_archived, limit))
 
     async def session_summary_stamps(self, workstream_id: str) -> dict[str, SummaryStamp]:
         """session id -> its summary's text and what it was made with, for one workstream's sessions."""
@@ -152,7 +134,7 @@ class Repository:
 
     async def index_offsets(self) -> list[tuple[str, int]]:
         """(workstream id, bytes of its messages.jsonl indexed so far), for crash recovery."""
-        return [(r[0], r[1]) for r in await self.db.fetchall("SELECT id, log_offset FROM workstreams")]
+        return [(r[0], r[1]) for r in await self.db.fetchall(queries.LOG_OFFSETS)]
 
     async def find_workstreams_by_title(self, title: str) -> list[Workstream]:
         rows = await self.db.fetchall("SELECT * FROM workstreams WHERE title = ?", (title,))
@@ -462,6 +444,10 @@ class Repository:
         return [key for key, _, _ in fresh]
 
     # ---- full-text index ---------------------------------------------
+    async def message_index_rebuild_pending(self) -> bool:
+        """A migration asked for the full-text index to be rebuilt from the JSONL files."""
+        return await self.db.fetchone(queries.FTS_REBUILD_FLAG) is not None
+
     async def rebuild_message_index(self, progress: Progress | None = None) -> int:
         """Re-index every message's text from the JSONL files (after schema 3 replaced the index)."""
         ws_ids = [r[0] for r in await self.db.fetchall("SELECT id FROM workstreams ORDER BY rowid")]
@@ -503,6 +489,7 @@ class Repository:
                     counts[k] += v
                 if progress:
                     progress(i + 1, len(dirs))
+            await recount_sessions(c)
         return counts
 
     async def _reindex_workstream(self, c: Any, ws_id: str) -> dict[str, int]:
@@ -579,6 +566,12 @@ def _ws_from_event(ev: dict[str, Any]) -> Workstream:
         created_at=ev["created_at"], updated_at=ev["updated_at"], model=ev.get("model"),
         system_prompt=ev.get("system_prompt"), is_scratch=bool(ev.get("is_scratch")),
     )
+
+
+async def recount_sessions(c: Any) -> None:
+    """Every workstream's kept session count, counted afresh (reindex: whatever the triggers saw)."""
+    await c.execute("UPDATE workstreams SET session_count ="
+                    " (SELECT COUNT(*) FROM sessions s WHERE s.workstream_id = workstreams.id)")
 
 
 async def _rowids(c: Any, ids: list[str]) -> dict[str, int]:

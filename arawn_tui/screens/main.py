@@ -196,6 +196,8 @@ class MainScreen(Screen[None]):
             self.load_workstreams()
         else:
             await self.on_workstreams_loaded(m.WorkstreamsLoaded(message.workstreams))
+            if message.partial:  # the first screenful is up: now the whole list
+                self.load_workstreams()
 
     @work(group=groups.LOAD_LIST, exclusive=True, exit_on_error=False)
     async def load_workstreams(self, select: str | None = None) -> None:
