@@ -460,6 +460,7 @@ class FrameWaiter:
 
 
 async def keys_inprocess(args: Any) -> dict[str, Any]:
+    from arawn_tui import workers as groups
     from arawn_tui.factory import create_app
     from tests.fakes import FakeBackend
 
@@ -489,7 +490,8 @@ async def keys_inprocess(args: Any) -> dict[str, Any]:
         def loading_now() -> bool:
             """A workstream's sessions/summary/chat being loaded, or a transcript still mounting in batches."""
             return bool(screen.chat._earlier) or any(
-                w.group in ("load-ws", "load-session", "refresh") and not w.is_finished for w in app.workers)
+                w.group in (groups.LOAD_WORKSTREAM, groups.LOAD_SESSION, groups.REFRESH) and not w.is_finished
+                for w in app.workers)
 
         async def arrows(phase: str, n: int, need: int | None = None) -> None:
             waiter.phase = phase.removesuffix("_before").removesuffix("_after")
