@@ -277,13 +277,13 @@ class OpenAIServer:
                 with self.gauge or contextlib.nullcontext():
                     self._stopping.wait(self.latency_s)
             pieces = engine.stream(prompt, n_ctx, max_tokens, body.get("temperature"))
+            with self._lock:  # counted before the reply goes out: a client may check as soon as it has it
+                self.served += 1
             if body.get("stream"):
                 include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
                 h.send_sse(self._chunks(engine.name, pieces, max_tokens, len(prompt), include_usage))
             else:
                 h.send_json(200, self._whole(engine.name, pieces, max_tokens, len(prompt)))
-            with self._lock:
-                self.served += 1
         finally:
             with self._lock:
                 self._in_flight -= 1

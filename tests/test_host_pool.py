@@ -181,7 +181,9 @@ async def test_make_backend_pools_ollama_hosts_too() -> None:
             await asyncio.gather(*(pool.complete(HELLO, ChatOptions("scripted", 2048, 16)) for _ in range(4)))
         finally:
             await pool.aclose()
-        assert len(a.bodies("/api/chat")) == 2 and len(b.bodies("/api/chat")) == 2
+        # both hosts took work (which one gets a freed slot first is up to timing)
+        served = (len(a.bodies("/api/chat")), len(b.bodies("/api/chat")))
+        assert sum(served) == 4 and min(served) >= 1, served
 
 
 def test_doctor_lists_every_host(tmp_path: Path, capsys) -> None:
