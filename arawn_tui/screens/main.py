@@ -419,13 +419,12 @@ class MainScreen(Screen[None]):
         wl = self.workstream_list
         if ws is None or ws.state is WorkstreamState.ARCHIVED:
             was_selected = message.workstream_id == self.ws_id
-            wl.remove_workstream(message.workstream_id)
+            self.sidebar.remove_workstream(message.workstream_id)  # announces where the highlight lands
             if was_selected:
                 self.ws_id = None
-                self.sidebar.forget_workstream()
-                if wl.option_count:
-                    wl.highlighted = min(wl.highlighted or 0, wl.option_count - 1)
-                else:
+                self.viewing_session = None
+                self.summary_panel.show_session(None, None)
+                if not wl.option_count:
                     self.load_workstreams()
             return
         if not wl.update_workstream(ws):

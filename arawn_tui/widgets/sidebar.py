@@ -78,11 +78,43 @@ class Sidebar(Vertical):
         if not workstreams:
             self.forget_workstream()
             self.show_sessions(None, [])
+            return
+        landed = self.workstream_list.selected_id
+        if landed is not None and landed != self.workstream_id and select != landed:
+            # `select` was not in the new list (gone meanwhile): the highlight fell on the first
+            # row, perhaps at the index it already had (then OptionList posts no event)
+            self._announce(landed)
 
     def forget_workstream(self) -> None:
         """No workstream is highlighted any more (the list emptied, or the one shown went away)."""
         self.cancel_settle()
         self.workstream_id = None
+
+    def remove_workstream(self, workstream_id: str) -> None:
+        """A workstream left the list (archived, gone). If it was the highlighted one, its
+        sessions go with it and the workstream the highlight lands on is announced, even when
+        the highlight did not move (the next row took the removed one's place: OptionList
+        then posts no highlight event, and the screen would keep showing the removed one)."""
+        wl = self.workstream_list
+        was_highlighted = workstream_id == self.workstream_id
+        wl.remove_workstream(workstream_id)
+        if not was_highlighted:
+            return
+        self.forget_workstream()
+        self.show_sessions(None, [])
+        if wl.option_count:
+            wl.highlighted = min(wl.highlighted or 0, wl.option_count - 1)
+            if (landed := wl.selected_id) is not None:
+                self._announce(landed)
+
+    def _announce(self, workstream_id: str) -> None:
+        """The highlight is on `workstream_id` without (or before) a highlight event: say so now."""
+        self.cancel_settle()
+        if self.sessions_of not in (None, workstream_id):
+            self.show_sessions(None, [])
+        self.workstream_id = workstream_id  # the highlight event, if one follows, has nothing to do
+        self.post_message(self.WorkstreamHighlighted(workstream_id))
+        self.post_message(self.WorkstreamSelected(workstream_id))
 
     def select(self, workstream_id: str) -> None:
         """Highlight a workstream for the screen, which loads it itself (a search hit)."""
