@@ -274,3 +274,22 @@ async def test_a_due_job_that_must_wait_does_not_spin_the_scheduler(data_dir: Pa
     await scheduler.stop()
     await task
     await core.close(end_sessions=False)
+
+
+async def test_new_work_while_down_looks_for_the_backend_at_once(data_dir: Path, slow_polls: None,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """No periodic check would come for an hour: queuing a job makes the scheduler look again."""
+    monkeypatch.setattr(Scheduler, "DOWN_RECHECK_S", 3600.0)
+    backend = FakeBackend(down=True)
+    core = await open_core(data_dir, backend)
+    events = Events(core)
+    scheduler = core.scheduler()
+    task = asyncio.create_task(scheduler.run())
+    await until(lambda: events.of(ev.JobsPaused), what="paused by the first check")
+    backend.down = False
+    await ended_sessions(core, 1)
+    await until(lambda: events.of(ev.JobsResumed), what="a check prompted by the new job")
+    await until(lambda: len(events.of(ev.JobCompleted)) == 2, what="the job and its fold")
+    await scheduler.stop()
+    await task
+    await core.close(end_sessions=False)
