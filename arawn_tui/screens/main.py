@@ -80,12 +80,15 @@ class MainScreen(Screen[None]):
         self._escape_state = (False, False)
         self.search_query = ""  # the last search, offered again by the next ctrl+f
         self.search_this_workstream = False
+        # the parts, kept (not queried): they are reached on every event, also while the screen closes
+        self._sidebar = Sidebar(id="sidebar")
+        self._chat_pane = ChatPane(id="centre")
 
     # ---- layout --------------------------------------------------------------
     def compose(self) -> ComposeResult:
         with Horizontal(id="body"):
-            yield Sidebar(id="sidebar")
-            yield ChatPane(id="centre")
+            yield self._sidebar
+            yield self._chat_pane
             yield SummaryPanel(id="summary")
         yield StatusBar(id="status")
         yield Footer()
@@ -114,11 +117,11 @@ class MainScreen(Screen[None]):
 
     @property
     def sidebar(self) -> Sidebar:
-        return self.query_one(Sidebar)
+        return self._sidebar
 
     @property
     def chat_pane(self) -> ChatPane:
-        return self.query_one(ChatPane)
+        return self._chat_pane
 
     @property
     def workstream_list(self) -> WorkstreamList:
