@@ -51,7 +51,7 @@ from arawn_core.store.db import CorruptIndex, Database, ensure_private_dir, move
 from arawn_core.store.jobs import JobQueue
 from arawn_core.runtime import Scheduler
 from arawn_core.store.repository import Repository
-from arawn_core.errors import BackendUnavailable, NotFound, UsageError  # noqa: F401  (UsageError re-exported)
+from arawn_core.errors import NotFound, UsageError  # noqa: F401  (UsageError re-exported: its old home)
 
 log = logging.getLogger(__name__)
 
