@@ -172,7 +172,7 @@ def test_pins_edits_and_focus_over_real_http_through_the_installed_entry(data_di
     sent = [r for r in ollama_server.requests[before:] if r.path == "/api/chat"]
     steered = [r for r in sent if "<<<DRAFT-" not in r["messages"][-1]["content"]]  # not an audit repair
     assert steered and all("FOCUS-ON-BUDGET" in r["messages"][-1]["content"] for r in steered)
-    assert any("- USER-LINE keep the 40k budget" in r["messages"][-1]["content"] for r in sent)  # the KEEP block
+    assert any("USER-LINE keep the 40k budget" in r["messages"][-1]["content"] for r in sent)  # named to keep
     final = json.loads(run("--json", "summary", "HTTP").stdout)["text"]
     assert "- USER-LINE keep the 40k budget" in final.splitlines()
     history = json.loads(run("--json", "summary", "HTTP", "--history").stdout)

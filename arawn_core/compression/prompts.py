@@ -32,7 +32,6 @@ from typing import Iterable, Literal, Sequence, Union
 
 from arawn_core.compression.chunking import ChunkItem
 from arawn_core.llm.base import ChatMessage
-from arawn_core.memory.steer import Steer
 
 # Defined with the staleness rule (listing reads it without importing this package): bump it there.
 from arawn_core.staleness import PROMPT_VERSION  # noqa: F401
@@ -87,8 +86,6 @@ steps. {_KEEP} Keep every line of a "Key items" section. {_FORM}"""
 REPAIR_PROMPT = f"""\
 You revise a draft summary that left out items of its source: write the whole summary again with \
 every listed item in it, verbatim, and everything the draft says. {_FORM}"""
-
-KEEP_TITLE = "Lines the user wrote into the summary themselves (keep each one verbatim):"
 
 LENGTH_NOTE = "Keep the whole reply under {words} words."
 SHORTER_NOTE = (
@@ -227,16 +224,23 @@ def _build(
     return [{"role": "system", "content": system_prompt(kind)}, {"role": "user", "content": "\n\n".join(parts)}]
 
 
-def _steer_notes(steer: Steer | None, keeps: bool) -> list[str]:
-    """The user's focus for this run (and, for a workstream summary, the rule about KEEP) as notes
-    in the user message: the system prompt stays the same bytes for every call."""
-    note = steer.system_note(keeps) if steer else ""
-    return [note] if note else []
+#: Title of the list of key items a summary of summaries must keep (what the audit checks it for).
+KEEP_TITLE = "Key items of these summaries (keep each one verbatim):"
 
 
-def _keep_blocks(steer: Steer | None) -> list[Block]:
-    keep = steer.keep_body() if steer else ""
-    return [(KEEP_TITLE, "KEEP", keep)] if keep else []
+def _keep_blocks(keep: Sequence[str]) -> list[Block]:
+    """The items the audit will check, named in the request, so a model that does as asked needs no repair."""
+    return [(KEEP_TITLE, "ITEMS", "\n".join(f"- {k}" for k in keep))] if keep else []
+
+
+#: The user's focus for one compression run (`compress --focus`), a note in the request: the
+#: system prompt stays the same bytes for every call.
+FOCUS_NOTE = ("The user asked this summary to focus on the following; keep everything about it, in detail, "
+              "and give the rest less room:\n{focus}")
+
+
+def _focus_notes(focus: str | None) -> list[str]:
+    return [FOCUS_NOTE.format(focus=focus)] if focus else []
 
 
 def session_messages(
@@ -248,11 +252,11 @@ def session_messages(
     nonce: str | None = None,
     note: str | None = None,
     style: Style = "chat",
-    steer: Steer | None = None,
+    focus: str | None = None,
 ) -> list[ChatMessage]:
     """Map: one session transcript (or `part` "i of n" of it) -> its summary."""
     body = _transcript_body(items, plain=style == "completion")
-    notes = ([CHUNK_NOTE.format(part=part)] if part else []) + _steer_notes(steer, keeps=False)
+    notes = ([CHUNK_NOTE.format(part=part)] if part else []) + _focus_notes(focus)
     title = "" if style == "chat" else "A conversation between a user and an AI assistant:"
     return _build("session", [(title, "TRANSCRIPT", body)], "summary of this part" if part else "session summary",
                   target_words=target_words, shorter=shorter, notes=notes, note=note, style=style, nonce=nonce)
@@ -260,12 +264,13 @@ def session_messages(
 
 def merge_messages(
     summaries: Sequence[str], *, target_words: int, shorter: bool = False, nonce: str | None = None,
-    note: str | None = None, style: Style = "chat", steer: Steer | None = None,
+    note: str | None = None, style: Style = "chat", keep: Sequence[str] = (), focus: str | None = None,
 ) -> list[ChatMessage]:
     """Merge consecutive partial summaries into one."""
-    return _build("merge", [("Partial summaries, oldest first:", "SUMMARIES", _summaries_body(summaries))],
+    return _build("merge", [("Partial summaries, oldest first:", "SUMMARIES", _summaries_body(summaries)),
+                            *_keep_blocks(keep)],
                   "combined summary", target_words=target_words, shorter=shorter, note=note, style=style,
-                  nonce=nonce, notes=_steer_notes(steer, keeps=False))
+                  nonce=nonce, notes=_focus_notes(focus))
 
 
 def reduce_messages(
@@ -277,25 +282,27 @@ def reduce_messages(
     nonce: str | None = None,
     note: str | None = None,
     style: Style = "chat",
-    steer: Steer | None = None,
+    keep: Sequence[str] = (),
+    focus: str | None = None,
 ) -> list[ChatMessage]:
     """Fold: previous workstream summary + new session summaries -> updated workstream summary."""
     prev = previous if previous else "(none yet: this is the first summary of the workstream)"
     blocks = [("Current workstream summary:", "WORKSTREAM-SUMMARY", prev),
               ("Summaries of the new sessions, oldest first:", "SUMMARIES", _summaries_body(new_summaries)),
-              *_keep_blocks(steer)]
+              *_keep_blocks(keep)]
     return _build("reduce", blocks, "updated workstream summary", target_words=target_words, shorter=shorter,
-                  note=note, style=style, nonce=nonce, notes=_steer_notes(steer, keeps=True))
+                  note=note, style=style, nonce=nonce, notes=_focus_notes(focus))
 
 
 def rebuild_messages(
     summaries: Sequence[str], *, target_words: int, shorter: bool = False, nonce: str | None = None,
-    note: str | None = None, style: Style = "chat", steer: Steer | None = None,
+    note: str | None = None, style: Style = "chat", keep: Sequence[str] = (), focus: str | None = None,
 ) -> list[ChatMessage]:
     """Rebuild: session summaries (or merged groups of them) -> workstream summary."""
-    blocks = [("Session summaries, oldest first:", "SUMMARIES", _summaries_body(summaries)), *_keep_blocks(steer)]
-    return _build("rebuild", blocks, "workstream summary", target_words=target_words, shorter=shorter, note=note,
-                  style=style, nonce=nonce, notes=_steer_notes(steer, keeps=True))
+    return _build("rebuild", [("Session summaries, oldest first:", "SUMMARIES", _summaries_body(summaries)),
+                              *_keep_blocks(keep)],
+                  "workstream summary", target_words=target_words, shorter=shorter, note=note, style=style,
+                  nonce=nonce, notes=_focus_notes(focus))
 
 
 def checkpoint_messages(
@@ -308,6 +315,7 @@ def checkpoint_messages(
     nonce: str | None = None,
     note: str | None = None,
     style: Style = "chat",
+    keep: Sequence[str] = (),
 ) -> list[ChatMessage]:
     """Checkpoint: previous checkpoint + the newer part (transcript or its summaries) -> new checkpoint."""
     if (items is None) == (summaries is None):
@@ -318,17 +326,19 @@ def checkpoint_messages(
     else:
         block = ("Summaries of the consecutive parts of the conversation since then:", "SUMMARIES",
                  _summaries_body(summaries or []))
-    return _build("checkpoint", [("Previous checkpoint:", "CHECKPOINT", prev), block], "new checkpoint",
+    return _build("checkpoint", [("Previous checkpoint:", "CHECKPOINT", prev), block, *_keep_blocks(keep)],
+                  "new checkpoint",
                   target_words=target_words, shorter=shorter, note=note, style=style, nonce=nonce)
 
 
 def condense_messages(
     text: str, *, target_words: int, part: str | None = None, shorter: bool = False, nonce: str | None = None,
-    note: str | None = None, style: Style = "chat",
+    note: str | None = None, style: Style = "chat", keep: Sequence[str] = (),
 ) -> list[ChatMessage]:
     """Shorten one summary (or `part` "i of n" of a long one) that is too long to merge."""
     notes = [f"The text is only part {part} of a longer summary; shorten this part on its own."] if part else []
-    return _build("condense", [("Summary:", "SUMMARY", text)], "shortened summary", target_words=target_words,
+    return _build("condense", [("Summary:", "SUMMARY", text), *_keep_blocks(keep)], "shortened summary",
+                  target_words=target_words,
                   shorter=shorter, notes=notes, note=note, style=style, nonce=nonce)
 
 

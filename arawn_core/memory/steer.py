@@ -1,7 +1,8 @@
-"""What steers one compression run: the user's focus text and the lines to keep.
+"""What steers one compression run: the user's focus text and the lines their edits protect.
 
-Both come from the user: the focus is an instruction (a note in the request) and the
-protected lines a fenced KEEP block the reduce must carry over verbatim.
+The focus goes into that run's requests as a note (`prompts.FOCUS_NOTE`); the protected
+lines go to the audit as `must_keep` (named in the request's ITEMS block, checked after
+each call) and are restored verbatim after the reduce (`versions.restore_protected`).
 """
 
 from __future__ import annotations
@@ -19,21 +20,6 @@ class Steer:
 
     def __bool__(self) -> bool:
         return bool(self.focus) or bool(self.must_keep)
-
-    def system_note(self, keeps: bool) -> str:
-        """The note for one call; `keeps`: this call writes a workstream summary (the lines must survive)."""
-        parts = []
-        if self.focus:
-            parts.append("The user asked this summary to focus on the following; keep everything about it, "
-                         "in detail, and give the rest less room:\n" + self.focus)
-        if keeps and self.must_keep:
-            parts.append("The block KEEP holds lines the user wrote into the summary themselves. Copy every "
-                         "one of them into your summary verbatim, character for character, under the heading "
-                         "where it belongs; never drop, merge or reword them.")
-        return "\n\n".join(parts)
-
-    def keep_body(self) -> str:
-        return "\n".join(self.must_keep)
 
     def hash_parts(self) -> tuple[str, ...]:
         """For the input hash: a steered run is a different input."""
