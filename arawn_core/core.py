@@ -48,9 +48,8 @@ from arawn_core.store.converters import (
     stamp_of,
     workstreams_from_rows,
 )
-from arawn_core.store.db import Database, ensure_private_dir
+from arawn_core.store.db import CorruptIndex, Database, ensure_private_dir, move_aside
 from arawn_core.store.jobs import JobQueue
-from arawn_core.store.recovery import logs_behind
 from arawn_core.runtime import Scheduler
 from arawn_core.store.repository import Repository
 from arawn_core.errors import BackendUnavailable, NotFound, UsageError  # noqa: F401  (UsageError re-exported)
@@ -93,8 +92,25 @@ class ArawnCore:
     # ---- lifecycle -----------------------------------------------------
     @classmethod
     async def open(cls, settings: Settings, backend: LLMBackend | None = None) -> ArawnCore:
+        """Open the data dir. A damaged index is moved aside (arawn.db.corrupt-<time>) and rebuilt from
+        the JSONL files, which hold everything it did; `notices` says so."""
         data_dir = settings.data_dir
-        ensure_private_dir(data_dir)
+        ensure_private_dir(data_dir, link_ok=True)
+        try:
+            return await cls._open(settings, backend)
+        except CorruptIndex as exc:
+            if not _writable_dir(data_dir):
+                raise
+            damaged = exc.path
+            aside = move_aside(damaged)
+        core = await cls._open(settings, backend)
+        core.repo.notice(f"{damaged} was damaged; moved it to {aside.name} and rebuilt the index from the"
+                         " message files")
+        return core
+
+    @classmethod
+    async def _open(cls, settings: Settings, backend: LLMBackend | None) -> ArawnCore:
+        data_dir = settings.data_dir
         db = await Database.open(data_dir / "arawn.db")
         try:
             repo = Repository(db, data_dir)
@@ -123,12 +139,17 @@ class ArawnCore:
             raise
         return core
 
+    @property
+    def notices(self) -> list[str]:
+        """One line per problem met reading or indexing the files (bad lines, a rebuilt index...)."""
+        return self.repo.notices
+
     async def _recover(self) -> None:
-        """After a crash: index JSONL lines SQLite missed; orphaned running jobs back to pending."""
-        offsets = await self.repo.index_offsets()
-        behind = await asyncio.to_thread(logs_behind, self.settings.data_dir, offsets)
-        for ws_id in behind:
-            await self.repo.catch_up(ws_id)
+        """After a crash or a damaged/missing index: index what the files hold and SQLite misses
+        (workstreams, events, JSONL lines); orphaned running jobs back to pending."""
+        await self.repo.catch_up_all()
+        if self.db.read_only:
+            return
         await self.queue.recover_orphans()
         if await self.db.fetchone(queries.FTS_REBUILD_FLAG):  # schema 3 replaced the full-text index
             await self.repo.rebuild_message_index()
@@ -303,8 +324,15 @@ class ArawnCore:
         system = system_content(ws.system_prompt, ws_summary.text if ws_summary else None,
                                 checkpoint.text if checkpoint else None)
         model = ws.model or self.model
-        budget = TokenBudget(await self.num_ctx_for(model), self.settings.llm.max_reply_tokens, 64)
-        available = budget.input_tokens_available(0)
+        num_ctx = await self.num_ctx_for(model)
+        budget = TokenBudget(num_ctx, self.settings.llm.max_reply_tokens, 64)
+        try:
+            available = budget.input_tokens_available(0)
+        except ValueError:  # the budget's own message names the compression keys; this is the chat's
+            raise UsageError(
+                f"a context of {num_ctx} tokens (num_ctx for {model}) leaves no room for the conversation after"
+                f" [llm] max_reply_tokens = {self.settings.llm.max_reply_tokens}: lower llm.max_reply_tokens"
+                " or raise llm.num_ctx") from None
         messages, _ = assemble_context(system, history, available, lambda t: self.estimator.estimate(model, t))
         return messages
 
@@ -522,6 +550,12 @@ class ArawnCore:
         if self.contexts.dirty:
             self.contexts.dirty = False
             await self.repo.kv_set(CONTEXTS_KEY, json.dumps(self.contexts.to_dict()))
+
+
+def _writable_dir(path: Path) -> bool:
+    from arawn_core.store.db import writable
+
+    return writable(path)
 
 
 async def _load_contexts(repo: Repository) -> ContextMemory:

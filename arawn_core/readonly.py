@@ -68,6 +68,11 @@ class ReadOnlyCore:
     def close(self) -> None:
         self.reader.close()
 
+    @property
+    def notices(self) -> list[str]:
+        """Problems met repairing the store: none here, since a store needing repair takes the full open."""
+        return []
+
     def __getattr__(self, name: str) -> Any:
         # Only attributes not defined here land here: a handler that needs more than these reads
         # (a write, the backend, a newer read) is run on the full engine instead.

@@ -110,6 +110,8 @@ class LazyBackend:
         return await (await self.resolve()).info()
 
     async def server_context(self, model: str) -> ServerContext | None:
+        if model in self._light_contexts:  # asked once a run, as the backends do: not again once resolved
+            return self._light_contexts[model]
         if self.info_is_light:
             return await self._light_context(model)
         read = getattr(await self.resolve(), "server_context", None)

@@ -14,6 +14,7 @@ from arawn_core.models import (
     Provenance,
     Session,
     Summary,
+    SummaryAudit,
     SummaryKind,
     SummaryStamp,
     Workstream,
@@ -74,9 +75,30 @@ def summary_from_row(row: Row) -> Summary:
             duration_s=row["duration_s"],
             input_hash=row["input_hash"],
             created_at=row["created_at"],
+            method=_get(row, "method") or ("verbatim" if row["model"] == "verbatim" else "model"),
+            audit=_audit_from(_get(row, "audit")),
         ),
         covers=json.loads(row["covers"] or "[]"),
     )
+
+
+def _get(row: Row, key: str) -> Any:
+    """A column added by a later migration (absent from older events.jsonl records)."""
+    try:
+        return row[key]
+    except (KeyError, IndexError):
+        return None
+
+
+def _audit_from(value: Any) -> SummaryAudit | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    return SummaryAudit.from_dict(value)
 
 
 def summary_to_params(s: Summary) -> dict[str, Any]:
@@ -97,6 +119,8 @@ def summary_to_params(s: Summary) -> dict[str, Any]:
         "input_hash": p.input_hash,
         "created_at": p.created_at,
         "covers": json.dumps(s.covers),
+        "method": p.method,
+        "audit": json.dumps(p.audit.to_dict(), ensure_ascii=False) if p.audit is not None else None,
     }
 
 
