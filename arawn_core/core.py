@@ -40,7 +40,6 @@ from arawn_core.models import (
     utc_now,
 )
 from arawn_core.staleness import is_stale
-from arawn_core.store import queries
 from arawn_core.store.converters import (
     apply_status,
     one_by_title,
@@ -52,7 +51,7 @@ from arawn_core.store.db import CorruptIndex, Database, ensure_private_dir, move
 from arawn_core.store.jobs import JobQueue
 from arawn_core.runtime import Scheduler
 from arawn_core.store.repository import Repository
-from arawn_core.errors import BackendUnavailable, NotFound, UsageError  # noqa: F401  (UsageError re-exported)
+from arawn_core.errors import NotFound, UsageError  # noqa: F401  (UsageError re-exported: its old home)
 
 log = logging.getLogger(__name__)
 
@@ -95,25 +94,26 @@ class ArawnCore:
         """Open the data dir. A damaged index is moved aside (arawn.db.corrupt-<time>) and rebuilt from
         the JSONL files, which hold everything it did; `notices` says so."""
         data_dir = settings.data_dir
-        ensure_private_dir(data_dir, link_ok=True)
+        loose = ensure_private_dir(data_dir, link_ok=True)
         try:
-            return await cls._open(settings, backend)
+            return await cls._open(settings, backend, loose)
         except CorruptIndex as exc:
             if not _writable_dir(data_dir):
                 raise
             damaged = exc.path
             aside = move_aside(damaged)
-        core = await cls._open(settings, backend)
+        core = await cls._open(settings, backend, loose)
         core.repo.notice(f"{damaged} was damaged; moved it to {aside.name} and rebuilt the index from the"
                          " message files")
         return core
 
     @classmethod
-    async def _open(cls, settings: Settings, backend: LLMBackend | None) -> ArawnCore:
+    async def _open(cls, settings: Settings, backend: LLMBackend | None, loose: bool = False) -> ArawnCore:
         data_dir = settings.data_dir
         db = await Database.open(data_dir / "arawn.db")
         try:
             repo = Repository(db, data_dir)
+            repo.check_modes = loose  # the data dir was found loose: check every mode inside it
             c = settings.workstream.compression
             queue = JobQueue(db, c.max_attempts, c.retry_base_s, c.retry_max_s)
             estimator = TokenEstimator()
@@ -151,7 +151,7 @@ class ArawnCore:
         if self.db.read_only:
             return
         await self.queue.recover_orphans()
-        if await self.db.fetchone(queries.FTS_REBUILD_FLAG):  # schema 3 replaced the full-text index
+        if await self.repo.message_index_rebuild_pending():  # schema 3 replaced the full-text index
             await self.repo.rebuild_message_index()
 
     async def close(self, end_sessions: bool | None = None) -> None:
