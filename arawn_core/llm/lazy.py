@@ -112,23 +112,17 @@ class LazyBackend:
     async def server_context(self, model: str) -> ServerContext | None:
         if model in self._light_contexts:  # asked once a run, as the backends do: not again once resolved
             return self._light_contexts[model]
-        if self.info_is_light:
-            return await self._light_context(model)
+        if self.info_is_light:  # as the Ollama backend asks (/api/show), without loading its client
+            if model not in self._light_contexts:
+                from arawn_core.llm.probe import show_context
+
+                found = await show_context(self.host, model)
+                if found is None:
+                    return None  # not said, or not reachable: asked again next time
+                self._light_contexts[model] = found
+            return self._light_contexts[model]
         read = getattr(await self.resolve(), "server_context", None)
         return await read(model) if read is not None else None
-
-    async def _light_context(self, model: str) -> ServerContext | None:
-        """As the Ollama backend asks (/api/show), without loading its client; kept once said."""
-        if not model:
-            return None
-        if model not in self._light_contexts:
-            from arawn_core.llm.probe import show_context
-
-            found = await show_context(self.host, model)
-            if found is None:
-                return None  # not said, or not reachable: asked again next time
-            self._light_contexts[model] = found
-        return self._light_contexts[model]
 
     @property
     def capacity(self) -> int:
@@ -144,13 +138,10 @@ class LazyBackend:
         return self._backend
 
     async def _probe_info(self) -> BackendInfo:
-        import asyncio
-
         from arawn_core.llm.probe import probe
 
         host = self.host
-        # the configured model's context is asked for at the same time (the status line shows it next)
-        result, _ = await asyncio.gather(probe(host), self._light_context(self.settings.llm.model))
+        result = await probe(host)
         reason = self._ollama_reason(result.reachable, result.version or result.detail)
         detail = "; ".join(part for part in (result.detail, reason) if part)
         return BackendInfo(kind="ollama", host=host, reachable=result.reachable, models=result.models,
