@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, AsyncIterator, Callable
@@ -21,8 +22,8 @@ from arawn_core.compression.staleness import is_stale, stale_fields
 if TYPE_CHECKING:
     from arawn_core.compression.runner import JobOutcome, JobRunner
 from arawn_core.config import Settings
-from arawn_core.context import assemble_context, system_content
-from arawn_core.llm.base import BackendInfo, ChatOptions, LLMBackend
+from arawn_core.context import assemble_context, recall_room, system_content, tokens_of, with_recall
+from arawn_core.llm.base import BackendInfo, ChatMessage, ChatOptions, LLMBackend
 from arawn_core.models import (
     CompressionJob,
     CompressionStatus,
@@ -41,6 +42,7 @@ from arawn_core.models import (
 from arawn_core.store.converters import status_from_jobs, workstream_from_row
 from arawn_core.store.db import Database, ensure_private_dir
 from arawn_core.store.jobs import JobQueue
+from arawn_core.recall import Recall
 from arawn_core.store.repository import NotFound, Repository
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,14 @@ SCRATCH_TITLE = "Scratch"
 ESTIMATOR_KEY = "token_estimator"
 
 Progress = Callable[[int, int], None]
+
+
+@dataclass
+class TurnContext:
+    """One chat turn's request and what recall added to it."""
+
+    messages: list[ChatMessage]
+    recall: Recall
 
 
 class UsageError(Exception):
@@ -322,7 +332,16 @@ class ArawnCore:
         return msg
 
     async def build_context(self, workstream_id: str) -> list[dict[str, str]]:
-        """What the model sees for the next turn: summaries in the system prompt + recent turns."""
+        """What the model sees for the next turn (see `build_turn`)."""
+        return (await self.build_turn(workstream_id)).messages
+
+    async def build_turn(self, workstream_id: str) -> TurnContext:
+        """The next turn's request: summaries in the system prompt, recalled earlier messages, recent turns.
+
+        Everything is estimated against one budget (num_ctx minus the reply): the recall
+        block gets at most `[context] recall_max_tokens` of it, reserved before the recent
+        turns are fitted, so the whole request never exceeds num_ctx.
+        """
         ws = await self.repo.get_workstream(workstream_id)
         ws_summary = await self.repo.workstream_summary(workstream_id)
         session = await self.repo.active_session(workstream_id)
@@ -340,16 +359,50 @@ class ArawnCore:
         model = ws.model or self.model
         budget = TokenBudget(self.settings.llm.num_ctx, self.settings.llm.max_reply_tokens, 64)
         available = budget.input_tokens_available(0)
-        messages, _ = assemble_context(system, history, available, lambda t: self.estimator.estimate(model, t))
-        return messages
 
-    async def send(self, workstream_id: str, text: str) -> AsyncIterator[str]:
-        """Store the user's turn, stream the reply, store it (a stopped reply is kept, marked interrupted)."""
+        def estimate(text: str) -> int:
+            return self.estimator.estimate(model, text)
+
+        newest = history[-1] if history and history[-1].role == "user" else None
+        cfg = self.settings.context
+        room = recall_room(system, newest, available, estimate, cfg.recall_max_tokens) if cfg.recall else 0
+        messages, dropped = assemble_context(system, history, available - room, estimate)
+        found = Recall()
+        if room > 0 and newest is not None and session is not None:
+            found = await self._recall(workstream_id, session.id, history[dropped:], newest.content,
+                                       min(cfg.recall_max_tokens, available - tokens_of(messages, estimate)),
+                                       estimate)
+            if found.block is not None and dropped and found.tokens < room:
+                # the block came out smaller than reserved: give the rest back to the recent turns,
+                # and leave out of the block what the context now holds itself
+                messages, dropped = assemble_context(system, history, available - found.tokens, estimate)
+                found = found.without({m.id for m in history[dropped:]}, estimate)
+        return TurnContext(with_recall(messages, found.block), found)
+
+    async def _recall(self, workstream_id: str, session_id: str, kept: list[Message], text: str,
+                      budget_tokens: int, estimate: Callable[[str], int]) -> Recall:
+        from arawn_core.recall import recall
+
+        first = await self.db.fetchone("SELECT rowid FROM messages WHERE id = ?", (kept[0].id,)) if kept else None
+        return await recall(self.db, self.repo.messages_path, workstream_id, text, exclude_session=session_id,
+                            exclude_from_rowid=first[0] if first else None, budget_tokens=budget_tokens,
+                            estimate=estimate)
+
+    async def send(self, workstream_id: str, text: str,
+                   on_recall: Callable[[Recall], None] | None = None) -> AsyncIterator[str]:
+        """Store the user's turn, stream the reply, store it (a stopped reply is kept, marked interrupted).
+
+        `on_recall` hears which earlier messages were recalled for this turn, before the reply
+        starts; the reply's metadata keeps them too (`recalled`), so they outlive the process.
+        """
         ws = await self.repo.get_workstream(workstream_id)
         if ws.state is WorkstreamState.ARCHIVED:
             raise UsageError(f"workstream {ws.title!r} is archived")
         user = await self.append_message(workstream_id, "user", text)
-        context = await self.build_context(workstream_id)
+        turn = await self.build_turn(workstream_id)
+        context = turn.messages
+        if on_recall is not None:
+            on_recall(turn.recall)
         model = ws.model or self.model
         options = ChatOptions(model=model, num_ctx=self.settings.llm.num_ctx,
                               num_predict=self.settings.llm.max_reply_tokens)
@@ -368,6 +421,8 @@ class ArawnCore:
         finally:
             if parts:
                 meta = {"model": model, "reply_to": user.id}
+                if turn.recall.messages:
+                    meta["recalled"] = [r.to_dict() for r in turn.recall.messages]
                 if not finished:
                     meta["interrupted"] = True
                 await asyncio.shield(self._store_reply(workstream_id, "".join(parts), meta))
