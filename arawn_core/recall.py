@@ -36,13 +36,17 @@ from arawn_core.models import parse_ts
 from arawn_core.store import fts, jsonl
 
 #: A term in more than this share of a full shard's messages is too common to pick a message.
-COMMON_FRACTION = 0.02
+COMMON_FRACTION = 0.01
+#: The query's terms together occur in at most this share of the messages (besides the rarest term).
+QUERY_SHARE = 0.012
 #: Below this many messages in the reference shard, frequencies say little: every term is kept.
 MIN_DOCS_FOR_FREQUENCY = 2_000
 #: At most this many terms go into the query (identifiers first, then the rarest).
 MAX_TERMS = 10
-#: Hits ranked per shard and overall before their text is read.
-CANDIDATES = 24
+#: The best matches (by term weight) whose text is read and scored.
+CANDIDATES = 32
+#: Occurrences of a term counted in one message (BM25's tf saturates long before).
+TF_ENOUGH = 4
 #: At most this many messages in the block.
 MAX_HITS = 6
 #: Recency: a message of now scores (1 + RECENCY_WEIGHT) times its bm25 relevance, one
@@ -69,7 +73,8 @@ something such tell than thank thanks that the their theirs them themselves then
 things think this those though through time to told too under until up us use used ve very want was wasn
 way we well were weren what whatever when where whether which while who whom whose why will with won would
 wouldn yes yet you your yours yourself yourselves again agreed agree decided decide discussed discuss talked
-talk back hi hello hey sure yeah oh also already still even
+talk back hi hello hey sure yeah oh also already still even good bad great nice best better fine right
+wrong new old first many lot lots kind sort maybe bit little
 """.split())
 
 _RAW_TOKEN = re.compile(r"\w+(?:[-_.:/#@]\w+)*", re.UNICODE)
@@ -91,6 +96,13 @@ class Term:
         if len(self.words) == 1 and not self.code and (single := _singular(self.words[0])):
             return f'({phrase} OR "{single}")'
         return phrase
+
+    @property
+    def stem(self) -> str:
+        """A lower-case substring every occurrence of the term holds (its first word, singular)."""
+        if len(self.words) == 1 and not self.code:
+            return _singular(self.words[0]) or self.words[0]
+        return self.words[0]
 
     def pattern(self) -> re.Pattern[str]:
         """Where the term occurs in a text (as the index matches it: whole words, any separators)."""
@@ -185,6 +197,7 @@ class _Candidate:
     length: int
     score: float
     content: str = ""
+    lower: str = ""
     matched: tuple[Term, ...] = ()
 
 
@@ -213,70 +226,121 @@ async def recall(db: Any, messages_path: Callable[[str], Any], workstream_id: st
     if not shards:
         return Recall(terms)
     top = (await db.fetchone("SELECT max(rowid) FROM messages"))[0] or 0
-    weights = await _term_weights(db, terms, shards, top)
-    kept = [t for t in terms if weights.get(t, 0.0) > 0]
+    weights, share = await _term_weights(db, terms, shards, top)
+    kept = _pick_terms(terms, weights, share)
     if not kept:
         return Recall(terms)
-    kept.sort(key=lambda t: (not t.code, -weights[t]))
-    kept = kept[:MAX_TERMS]
-    candidates = await _rank(db, workstream_id, kept, shards, exclude_session, exclude_from_rowid,
-                             now or datetime.now(timezone.utc))
+    candidates = await _rank(db, workstream_id, kept, weights, shards, exclude_session, exclude_from_rowid)
     if not candidates:
         return Recall(kept)
     contents = await asyncio.to_thread(_read_contents, messages_path(workstream_id), candidates)
-    total_weight = sum(weights[t] for t in kept)
-    relevant: list[_Candidate] = []
     for c, content in zip(candidates, contents):
-        c.content = content
-        c.matched = tuple(t for t in kept if t.pattern().search(content))
-        weight = sum(weights[t] for t in c.matched)
-        if any(t.code for t in c.matched) or (total_weight and weight / total_weight >= MIN_COVERAGE):
-            relevant.append(c)
+        c.content, c.lower = content, content.lower()
+        # the substring test first: the regex (word boundaries) only runs where the word is
+        c.matched = tuple(t for t in kept if t.stem in c.lower and t.pattern().search(content))
+    # coverage counts the terms some earlier message holds (a word only the new message has says nothing)
+    # (but at least half the query's weight: one middling word of a long question is not enough)
+    total_weight = max(sum(weights[t] for t in {t for c in candidates for t in c.matched}),
+                       0.5 * sum(weights[t] for t in kept))
+    relevant = [c for c in candidates if c.matched and (
+        any(t.code for t in c.matched) or sum(weights[t] for t in c.matched) >= MIN_COVERAGE * total_weight)]
+    if relevant:
+        avg_chars = sum(len(c.content) for c in relevant) / len(relevant) or 1.0
+        when = now or datetime.now(timezone.utc)
+        for c in relevant:
+            c.score = _bm25(c, weights, avg_chars, when)
+        relevant.sort(key=lambda c: -c.score)
     return _render(kept, relevant, budget_tokens, estimate)
 
 
-async def _term_weights(db: Any, terms: list[Term], shards: list[int], top: int) -> dict[Term, float]:
-    """idf of each term in a reference shard (the newest full one); 0 for a term too common to use.
+async def _term_weights(db: Any, terms: list[Term], shards: list[int],
+                        top: int) -> tuple[dict[Term, float], dict[Term, float]]:
+    """idf of each term, and the share of messages holding it, in a reference shard (the newest
+    full one); idf 0 for a term too common to use.
 
-    Counts stop at the "common" limit, so a frequent word costs that many postings, not its all.
+    Counts stop at the "common" limit, so a frequent word costs that many postings, not all of them.
     """
     full = [s for s in shards if (s + 1) * fts.SHARD_ROWS <= top]
     ref = full[-1] if full else shards[-1]
     docs = fts.SHARD_ROWS if full else max(1, top - ref * fts.SHARD_ROWS)
-    if docs < MIN_DOCS_FOR_FREQUENCY:
-        return {t: 1.0 for t in terms}
-    cap = max(1, int(docs * COMMON_FRACTION))
+    small = docs < MIN_DOCS_FOR_FREQUENCY  # frequencies say little: weigh the terms, drop none
+    cap = docs if small else max(1, int(docs * COMMON_FRACTION))
     t = fts.table(ref)
     select = ", ".join(f"(SELECT count(*) FROM (SELECT 1 FROM {t} WHERE {t} MATCH ? LIMIT {cap + 1}))"
                        for _ in terms)
     row = await db.fetchone(f"SELECT {select}", [term.fts for term in terms])
-    out: dict[Term, float] = {}
+    weights: dict[Term, float] = {}
+    share: dict[Term, float] = {}
     for term, n in zip(terms, row):
-        out[term] = 0.0 if n > cap else math.log((docs + 1) / (n + 0.5))
-    return out
+        weights[term] = 0.0 if n > cap else max(0.1, math.log((docs + 1) / (n + 0.5)))
+        share[term] = 0.0 if small else n / docs
+    return weights, share
 
 
-async def _rank(db: Any, workstream_id: str, terms: list[Term], shards: list[int], exclude_session: str | None,
-                exclude_from_rowid: int | None, now: datetime) -> list[_Candidate]:
-    """The CANDIDATES best earlier messages of the workstream by bm25 and recency (one statement over every shard)."""
-    query = " OR ".join(t.fts for t in terms)
+def _pick_terms(terms: list[Term], weights: dict[Term, float], share: dict[Term, float]) -> list[Term]:
+    """The rarest usable terms, while together they occur in at most QUERY_SHARE of the messages.
+
+    Ranking costs about 2 µs a matching message in every shard, so the query's reach is what
+    bounds the latency; the rarest terms are also the ones that tell messages apart.
+    """
+    usable = sorted((t for t in terms if weights.get(t, 0.0) > 0), key=lambda t: (share[t], not t.code))
+    kept: list[Term] = []
+    reach = 0.0
+    for term in usable[:MAX_TERMS]:
+        if kept and reach + share[term] > QUERY_SHARE:
+            continue  # a rarer one further on may still fit
+        kept.append(term)
+        reach += share[term]
+    return kept
+
+
+async def _rank(db: Any, workstream_id: str, terms: list[Term], weights: dict[Term, float], shards: list[int],
+                exclude_session: str | None, exclude_from_rowid: int | None) -> list[_Candidate]:
+    """The earlier messages of the workstream holding the most term weight (idf), newest first on ties.
+
+    Not FTS5's bm25(): it reads every match's positions in every shard, about three times
+    the cost of listing the matches' rowids, which is all this needs (one statement, every
+    shard and term); the best few are scored with tf and length later, from their text.
+    """
     parts, params = [], []
     for shard in reversed(shards):
         t = fts.table(shard)
-        parts.append(
-            f"SELECT * FROM (SELECT f.rowid AS rid, bm25({t}) AS score, m.id, m.session_id, m.role, m.timestamp,"
-            f" m.offset, m.length FROM {t} f JOIN messages m ON m.rowid = f.rowid"
-            f" WHERE {t} MATCH ? AND m.workstream_id = ? AND NOT (m.session_id = ? AND m.rowid >= ?)"
-            f" ORDER BY score LIMIT {CANDIDATES})")
-        params += [query, workstream_id, exclude_session or "", exclude_from_rowid or 0]
+        for i, term in enumerate(terms):
+            parts.append(f"SELECT {i}, rowid FROM {t} WHERE {t} MATCH ?")
+            params.append(term.fts)
     rows = await db.fetchall(" UNION ALL ".join(parts), params)
-    out = []
-    for r in rows:
-        relevance = -float(r["score"])
-        out.append(_Candidate(r["rid"], r["id"], r["session_id"], r["role"], r["timestamp"], r["offset"],
-                              r["length"], relevance * _recency(r["timestamp"], now)))
-    out.sort(key=lambda c: -c.score)
-    return out[:CANDIDATES]
+    w = [weights[t] for t in terms]
+    score: dict[int, float] = {}
+    for i, rid in rows:
+        score[rid] = score.get(rid, 0.0) + w[i]
+    ordered = sorted(score, key=lambda rid: (-score[rid], -rid))
+    out: list[_Candidate] = []
+    pos, batch = 0, 4 * CANDIDATES
+    while pos < len(ordered) and len(out) < CANDIDATES:  # the best, in batches, until enough are this workstream's
+        chunk = ordered[pos:pos + batch]
+        pos += len(chunk)
+        batch = min(batch * 4, 4096)
+        got = await db.fetchall(
+            "SELECT rowid AS rid, id, session_id, role, timestamp, offset, length FROM messages"
+            f" WHERE rowid IN ({','.join('?' * len(chunk))}) AND workstream_id = ?"
+            " AND NOT (session_id = ? AND rowid >= ?)",
+            [*chunk, workstream_id, exclude_session or "", exclude_from_rowid or 0])
+        by_rid = {r["rid"]: r for r in got}
+        for rid in chunk:
+            if (r := by_rid.get(rid)) is not None and len(out) < CANDIDATES:
+                out.append(_Candidate(rid, r["id"], r["session_id"], r["role"], r["timestamp"], r["offset"],
+                                      r["length"], score[rid]))
+    return out
+
+
+def _bm25(c: _Candidate, weights: dict[Term, float], avg_chars: float, now: datetime) -> float:
+    """Okapi BM25 of the candidate's text (k1 1.2, b 0.75; length in characters) times the recency boost."""
+    norm = 1.2 * (0.25 + 0.75 * max(1, len(c.content)) / avg_chars)
+    total = 0.0
+    for term in c.matched:
+        tf = max(1, min(TF_ENOUGH, c.lower.count(term.stem)))  # substring count: near enough, and fast
+        total += weights[term] * tf * 2.2 / (tf + norm)
+    return total * _recency(c.timestamp, now)
 
 
 def _recency(timestamp: str, now: datetime) -> float:
