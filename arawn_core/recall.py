@@ -239,9 +239,7 @@ async def recall(db: Any, messages_path: Callable[[str], Any], workstream_id: st
         # the substring test first: the regex (word boundaries) only runs where the word is
         c.matched = tuple(t for t in kept if t.stem in c.lower and t.pattern().search(content))
     # coverage counts the terms some earlier message holds (a word only the new message has says nothing)
-    # (but at least half the query's weight: one middling word of a long question is not enough)
-    total_weight = max(sum(weights[t] for t in {t for c in candidates for t in c.matched}),
-                       0.5 * sum(weights[t] for t in kept))
+    total_weight = sum(weights[t] for t in {t for c in candidates for t in c.matched})
     relevant = [c for c in candidates if c.matched and (
         any(t.code for t in c.matched) or sum(weights[t] for t in c.matched) >= MIN_COVERAGE * total_weight)]
     if relevant:
