@@ -28,6 +28,7 @@ from arawn_core.store.repository import NotFound
 from arawn_tui import messages as m
 from arawn_tui.formatting import local_time
 from arawn_tui.sanitize import inert, one_line
+from arawn_tui.screens.recall_actions import RecallActions
 from arawn_tui.widgets.chat_input import PLACEHOLDER, ChatInput
 from arawn_tui.widgets.chat_view import ChatMessage, ChatView
 from arawn_tui.widgets.session_list import SessionList
@@ -52,7 +53,7 @@ REFRESH_DELAY_S = 0.1  # coalesce bursts of engine events into one reload
 SELECT_SETTLE_S = 0.1  # load a workstream once the list highlight rests this long
 
 
-class MainScreen(Screen[None]):
+class MainScreen(RecallActions, Screen[None]):
     # Priority: the chat input (a TextArea) binds ctrl+e / ctrl+k itself.
     BINDINGS = [
         Binding("ctrl+n", "new_workstream", "New", id="arawn.new_workstream", priority=True,
@@ -467,7 +468,7 @@ class MainScreen(Screen[None]):
                 ws_id = (await core.scratch_workstream()).id
                 ended.workstream_id = ws_id
                 self.post_message(m.ChatTargetChosen(ws_id))
-            async for piece in core.send(ws_id, text):
+            async for piece in core.send(ws_id, text, on_recall=self.recall_noter(ws_id)):
                 self.post_message(m.ReplyPiece(ws_id, piece))
         except (LLMError, UsageError) as exc:
             ended.error = str(exc)
