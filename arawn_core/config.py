@@ -6,41 +6,48 @@ key (or line) and what was expected, so the CLI can print it and exit 2.
 
 from __future__ import annotations
 
-import difflib
 import os
 import sys
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-import platformdirs
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+# tomllib, platformdirs and difflib are imported where used: with no config file (or --data-dir
+# given) a one-shot command never needs them, and each costs a noticeable part of its start-up.
 
 APP_NAME = "arawn"
 DEFAULT_HOST = "http://127.0.0.1:11434"
+DEFAULT_OPENAI_HOST = "http://127.0.0.1:8000/v1"
 
 
-class ConfigError(Exception):
-    """Bad configuration: one line, naming the file and the key."""
+from arawn_core.errors import ConfigError  # noqa: E402,F401  (defined with the other errors; re-exported)
 
 
 @dataclass(frozen=True)
 class LLMSettings:
-    backend: str = "auto"  # auto | ollama | embedded
-    host: str = ""  # "" -> $OLLAMA_HOST, else DEFAULT_HOST
+    backend: str = "auto"  # auto | ollama | openai | embedded
+    host: str = ""  # "" -> $OLLAMA_HOST, else DEFAULT_HOST (openai: DEFAULT_OPENAI_HOST)
     model: str = "llama3.2"
     model_path: str = ""  # embedded GGUF; "" -> the gemma3-270m package model
-    num_ctx: int = 8192
+    num_ctx: int = 8192  # 0 -> the server's
     request_timeout_s: float = 300.0
     max_reply_tokens: int = 1024
+    api_key: str = ""  # openai: "" -> $OPENAI_API_KEY, else none
+    hosts: list[str] = field(default_factory=list)  # more servers of the same backend serving the same model
+    host_slots: int = 1  # requests each host serves at once
+    stop: list[str] = field(default_factory=list)  # openai: stop sequences sent with every request
 
     @property
     def resolved_host(self) -> str:
+        if self.backend == "openai":
+            return self.host or DEFAULT_OPENAI_HOST
         return self.host or os.environ.get("OLLAMA_HOST", "") or DEFAULT_HOST
+
+    @property
+    def all_hosts(self) -> list[str]:
+        """The pool: `host` (when set, or when there is no `hosts`) then each of `hosts`, without repeats."""
+        first = [self.resolved_host] if self.host or not self.hosts else []
+        return list(dict.fromkeys(first + [h.strip() for h in self.hosts if h.strip()]))
 
 
 @dataclass(frozen=True)
@@ -51,7 +58,8 @@ class CompressionSettings:
     token_threshold_chars: int = 32000
     min_messages: int = 4
     verbatim_max_chars: int = 2000
-    max_concurrency: int = 2
+    max_concurrency: int = 2  # LLM calls in flight for compression, across all jobs
+    max_jobs: int = 2  # compression jobs running at once (the scheduler)
     max_attempts: int = 5
     retry_base_s: float = 2.0
     retry_max_s: float = 300.0
@@ -93,6 +101,8 @@ class Settings:
     def data_dir(self) -> Path:
         if self.workstream.data_dir:
             return Path(self.workstream.data_dir).expanduser()
+        import platformdirs
+
         return Path(platformdirs.user_data_dir(APP_NAME))
 
     @property
@@ -108,12 +118,14 @@ _RANGES: dict[str, tuple[float, float]] = {
     "llm.num_ctx": (256, 1_048_576),
     "llm.request_timeout_s": (0.1, 86_400),
     "llm.max_reply_tokens": (1, 1_048_576),
+    "llm.host_slots": (1, 256),
     "workstream.session_timeout_minutes": (0, 525_600),
     "workstream.compression.max_summary_tokens": (16, 1_048_576),
     "workstream.compression.token_threshold_chars": (1000, 100_000_000),
     "workstream.compression.min_messages": (0, 1_000_000),
     "workstream.compression.verbatim_max_chars": (0, 100_000_000),
     "workstream.compression.max_concurrency": (1, 64),
+    "workstream.compression.max_jobs": (1, 64),
     "workstream.compression.max_attempts": (1, 100),
     "workstream.compression.retry_base_s": (0, 3600),
     "workstream.compression.retry_max_s": (0, 86_400),
@@ -121,11 +133,16 @@ _RANGES: dict[str, tuple[float, float]] = {
     "workstream.compression.safety_margin_tokens": (0, 100_000),
     "context.recall_max_tokens": (0, 1_048_576),
 }
-_CHOICES: dict[str, tuple[str, ...]] = {"llm.backend": ("auto", "ollama", "embedded")}
+_CHOICES: dict[str, tuple[str, ...]] = {"llm.backend": ("auto", "ollama", "openai", "embedded")}
+#: Keys where 0 is allowed outside their range, with a meaning of its own (num_ctx 0: the server's).
+_ZERO_ALLOWED = frozenset({"llm.num_ctx"})
+#: List keys and the type of their items.
+_LIST_ITEMS: dict[str, type] = {"llm.hosts": str, "llm.stop": str}
 
 
 def _type_name(t: Any) -> str:
-    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(t, str(t))
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string",
+            list: "an array"}.get(t, str(t))
 
 
 def _found(value: Any) -> str:
@@ -147,6 +164,8 @@ def _build(cls: type, data: dict[str, Any], prefix: str, where: str) -> Any:
     for key, value in data.items():
         dotted = f"{prefix}{_shown(key)}"
         if key not in known:
+            import difflib
+
             near = difflib.get_close_matches(key, list(known), n=1)
             hint = f" (did you mean {prefix}{near[0]!s}?)" if near else ""
             what = "section" if isinstance(value, dict) else "key"
@@ -165,7 +184,12 @@ def _build(cls: type, data: dict[str, Any], prefix: str, where: str) -> Any:
             value, ok = float(value), True
         if not ok:
             raise ConfigError(f"{where}: key {dotted} must be {_type_name(want)}, found {_found(value)}")
-        if dotted in _RANGES:
+        if dotted in _LIST_ITEMS:
+            for i, item in enumerate(value):
+                if not isinstance(item, _LIST_ITEMS[dotted]) or not str(item) or \
+                        (dotted == "llm.hosts" and not str(item).strip()):
+                    raise ConfigError(f"{where}: key {dotted}[{i}] must be a non-empty string, found {_found(item)}")
+        if dotted in _RANGES and not (dotted in _ZERO_ALLOWED and value == 0):
             lo, hi = _RANGES[dotted]
             if not lo <= value <= hi:
                 raise ConfigError(f"{where}: key {dotted} must be between {lo:n} and {hi:n}, found {value!r}")
@@ -178,6 +202,10 @@ def _build(cls: type, data: dict[str, Any], prefix: str, where: str) -> Any:
 
 
 def parse_settings(text: str, where: str = "<config>") -> Settings:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -188,6 +216,8 @@ def parse_settings(text: str, where: str = "<config>") -> Settings:
 
 
 def default_config_path() -> Path:
+    import platformdirs
+
     return Path(platformdirs.user_config_dir(APP_NAME)) / "arawn.toml"
 
 

@@ -10,45 +10,52 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, AsyncIterator, Callable
 
 from arawn_core import events as ev
 from arawn_core.compression.budget import TokenBudget, TokenEstimator
-from arawn_core.compression.staleness import is_stale, stale_fields
 
 if TYPE_CHECKING:
     from arawn_core.compression.runner import JobOutcome, JobRunner
 from arawn_core.config import Settings
 from arawn_core.context import assemble_context, recall_room, system_content, tokens_of, with_recall
-from arawn_core.llm.base import BackendInfo, ChatMessage, ChatOptions, LLMBackend
+from arawn_core.llm.base import BackendInfo, ChatChunk, ChatMessage, ChatOptions, LLMBackend
+from arawn_core.llm.errors import ContextOverflow, LLMError
+from arawn_core.llm.server_context import ContextMemory, ContextPlan
 from arawn_core.models import (
     CompressionJob,
     CompressionStatus,
     JobKind,
-    JobProgress,
     JobState,
     Message,
     Session,
     Summary,
+    SummaryStamp,
     Workstream,
     WorkstreamState,
     iso_utc,
     new_id,
     utc_now,
 )
-from arawn_core.store.converters import status_from_jobs, workstream_from_row
+from arawn_core.staleness import is_stale, stale_fields
+from arawn_core.store import queries
+from arawn_core.store.converters import apply_status, status_from_jobs, workstreams_from_rows
 from arawn_core.store.db import Database, ensure_private_dir
 from arawn_core.store.jobs import JobQueue
 from arawn_core.recall import Recall
-from arawn_core.store.repository import NotFound, Repository
+from arawn_core.store.recovery import logs_behind
+from arawn_core.runtime import Scheduler
+from arawn_core.store.repository import Repository
+from arawn_core.errors import BackendUnavailable, NotFound, UsageError  # noqa: F401  (UsageError re-exported)
 
 log = logging.getLogger(__name__)
 
 SCRATCH_TITLE = "Scratch"
 ESTIMATOR_KEY = "token_estimator"
+CONTEXTS_KEY = "server_contexts"
 
 Progress = Callable[[int, int], None]
 
@@ -59,10 +66,6 @@ class TurnContext:
 
     messages: list[ChatMessage]
     recall: Recall
-
-
-class UsageError(Exception):
-    """Bad input from the user (unknown workstream, ambiguous title, ...): exit code 2."""
 
 
 class ArawnCore:
@@ -76,6 +79,7 @@ class ArawnCore:
         self.estimator = estimator
         self.events = ev.EventBus()
         self._runner: JobRunner | None = None
+        self.contexts = ContextMemory()  # the servers' context sizes (see `context_plan`)
 
     @property
     def runner(self) -> JobRunner:
@@ -85,6 +89,7 @@ class ArawnCore:
 
             self._runner = JobRunner(self.repo, self.queue, self.events, self.backend, self.settings,
                                      self.estimator, self.compression_model)
+            self._runner.num_ctx_for = self.num_ctx_for
         return self._runner
 
     # ---- lifecycle -----------------------------------------------------
@@ -104,11 +109,16 @@ class ArawnCore:
                     estimator = TokenEstimator.from_dict(json.loads(raw))
                 except (ValueError, KeyError, TypeError):
                     log.warning("ignoring unreadable token estimator state")
+            contexts = await _load_contexts(repo)
             if backend is None:
                 from arawn_core.llm.lazy import LazyBackend
 
-                backend = LazyBackend(settings)  # chosen on first use: most commands never need it
+                backend = LazyBackend(settings, contexts)  # chosen on first use: most commands never need it
+            elif isinstance(getattr(backend, "memory", None), ContextMemory):
+                backend.memory.merge(contexts)  # type: ignore[attr-defined]
+                contexts = backend.memory  # type: ignore[attr-defined]
             core = cls(settings, db, repo, queue, backend, estimator)
+            core.contexts = contexts
             await core._recover()
         except BaseException:
             await db.close()  # else the connection's thread keeps the process alive after the error
@@ -117,13 +127,12 @@ class ArawnCore:
 
     async def _recover(self) -> None:
         """After a crash: index JSONL lines SQLite missed; orphaned running jobs back to pending."""
-        rows = await self.db.fetchall("SELECT id, log_offset FROM workstreams")
-        behind = await asyncio.to_thread(
-            lambda: [r[0] for r in rows if _file_size(self.repo.messages_path(r[0])) > r[1]])
+        offsets = await self.repo.index_offsets()
+        behind = await asyncio.to_thread(logs_behind, self.settings.data_dir, offsets)
         for ws_id in behind:
             await self.repo.catch_up(ws_id)
         await self.queue.recover_orphans()
-        if await self.repo.kv_get("fts_rebuild"):  # schema 3 replaced the full-text index
+        if await self.db.fetchone(queries.FTS_REBUILD_FLAG):  # schema 3 replaced the full-text index
             await self.repo.rebuild_message_index()
 
     async def close(self, end_sessions: bool | None = None) -> None:
@@ -133,8 +142,11 @@ class ArawnCore:
         if end_sessions:
             for session in await self.repo.all_active_sessions():
                 await self._end(session, "quit")
-        await self.backend.aclose()
-        await self.db.close()
+        try:
+            await self._save_contexts()
+        finally:
+            await self.backend.aclose()
+            await self.db.close()
 
     @property
     def model(self) -> str:
@@ -146,49 +158,18 @@ class ArawnCore:
         return override or self.settings.compression_model
 
     # ---- workstreams ---------------------------------------------------
-    async def list_workstreams(self, include_archived: bool = False) -> list[Workstream]:
-        rows = await self.repo.workstream_rows(include_archived)
-        status = await self._job_status()
-        summaries = {r["id"]: r for r in await self.db.fetchall(
-            "SELECT w.id, m.model, m.prompt_version FROM workstreams w JOIN summaries m ON m.id = w.summary_id")}
-        out = []
-        for row in rows:
-            ws = workstream_from_row(row)
-            ws.session_count = row["session_count"]
-            self._apply_status(ws, status.get(ws.id), summaries.get(ws.id))
-            out.append(ws)
-        return out
-
-    async def _job_status(self) -> dict[str, dict]:
-        out: dict[str, dict] = {}
-        for r in await self.queue.status_rows():
-            s = out.setdefault(r["workstream_id"], {"states": set(), "error": None, "done": 0, "total": 0})
-            s["states"].add(r["state"])
-            if r["state"] == "failed":
-                s["error"] = r["last_error"]
-            if r["state"] == "running":
-                s["done"] += r["progress_done"]
-                s["total"] += r["progress_total"]
-        return out
-
-    def _apply_status(self, ws: Workstream, jobs: dict | None, summary_row) -> None:
-        stale = False
-        if summary_row is not None:
-            stale = stale_fields(summary_row["model"], summary_row["prompt_version"], self.compression_model())
-        ws.compression = status_from_jobs(jobs["states"] if jobs else set(), None, summary_row is not None, stale)
-        if jobs:
-            ws.progress = JobProgress(jobs["done"], jobs["total"])
-            ws.last_error = jobs["error"]
+    async def list_workstreams(self, include_archived: bool = False, limit: int | None = None) -> list[Workstream]:
+        """In list order; only the first `limit` if given (a first screen, the rest read after it)."""
+        # the same queries and mapping as the sync read path (arawn_core.readonly)
+        rows = await self.repo.workstream_rows(include_archived, limit)
+        return workstreams_from_rows(rows, await self.queue.status(), self.compression_model())
 
     async def get_workstream(self, workstream_id: str) -> Workstream:
         ws = await self.repo.get_workstream(workstream_id)
         summary = await self.repo.workstream_summary(ws.id)
         ws.summary = summary.text if summary else None
-        row = await self.db.fetchone("SELECT COUNT(*) FROM sessions WHERE workstream_id = ?", (ws.id,))
-        ws.session_count = row[0]
-        status = (await self._job_status()).get(ws.id)
-        srow = {"model": summary.provenance.model, "prompt_version": summary.provenance.prompt_version} if summary else None
-        self._apply_status(ws, status, srow)
+        stamp = SummaryStamp(summary.provenance.model, summary.provenance.prompt_version) if summary else None
+        apply_status(ws, (await self.queue.status(ws.id)).get(ws.id), stamp, self.compression_model())
         return ws
 
     async def resolve_workstream(self, ref: str) -> Workstream:
@@ -251,25 +232,15 @@ class ArawnCore:
     # ---- sessions ------------------------------------------------------
     async def list_sessions(self, workstream_id: str) -> list[Session]:
         sessions = await self.repo.list_sessions(workstream_id)
-        rows = await self.db.fetchall(
-            "SELECT s.id, m.text, m.model, m.prompt_version FROM sessions s JOIN summaries m ON m.id = s.summary_id"
-            " WHERE s.workstream_id = ?", (workstream_id,))
-        summaries = {r["id"]: r for r in rows}
-        jobs = await self.db.fetchall(
-            "SELECT session_id, state, last_error FROM jobs WHERE workstream_id = ? AND kind = 'session'"
-            " AND state IN ('pending','running','failed')", (workstream_id,))
-        job_states: dict[str, tuple[set[str], str | None]] = {}
-        for j in jobs:
-            states, err = job_states.get(j["session_id"], (set(), None))
-            states.add(j["state"])
-            job_states[j["session_id"]] = (states, j["last_error"] or err)
+        stamps = await self.repo.session_summary_stamps(workstream_id)
+        status = await self.queue.status(workstream_id, per_session=True)
         for s in sessions:
-            srow = summaries.get(s.id)
-            states, err = job_states.get(s.id, (set(), None))
-            stale = bool(srow) and stale_fields(srow["model"], srow["prompt_version"], self.compression_model())
-            s.summary = srow["text"] if srow else None
-            s.compression = status_from_jobs(states, err, srow is not None, stale)
-            s.last_error = err
+            stamp = stamps.get(s.id)
+            jobs = status.get(s.id)
+            stale = stamp is not None and stale_fields(stamp.model, stamp.prompt_version, self.compression_model())
+            s.summary = stamp.text if stamp else None
+            s.compression = status_from_jobs(jobs, stamp is not None, stale)
+            s.last_error = jobs.error if jobs else None
         return sessions
 
     async def get_session(self, session_id: str) -> Session:
@@ -357,7 +328,7 @@ class ArawnCore:
         system = system_content(ws.system_prompt, ws_summary.text if ws_summary else None,
                                 checkpoint.text if checkpoint else None)
         model = ws.model or self.model
-        budget = TokenBudget(self.settings.llm.num_ctx, self.settings.llm.max_reply_tokens, 64)
+        budget = TokenBudget(await self.num_ctx_for(model), self.settings.llm.max_reply_tokens, 64)
         available = budget.input_tokens_available(0)
 
         def estimate(text: str) -> int:
@@ -404,12 +375,12 @@ class ArawnCore:
         if on_recall is not None:
             on_recall(turn.recall)
         model = ws.model or self.model
-        options = ChatOptions(model=model, num_ctx=self.settings.llm.num_ctx,
+        options = ChatOptions(model=model, num_ctx=await self.num_ctx_for(model),
                               num_predict=self.settings.llm.max_reply_tokens)
         parts: list[str] = []
         finished = False
         try:
-            async for chunk in self.backend.chat(context, options):
+            async for chunk in self._chat_replanned(workstream_id, context, options):
                 if chunk.text:
                     parts.append(chunk.text)
                     yield chunk.text
@@ -420,11 +391,9 @@ class ArawnCore:
                         self.estimator.observe(model, chars, chunk.usage.prompt_tokens)
         finally:
             if parts:
-                meta = {"model": model, "reply_to": user.id}
+                meta = Message.reply_metadata(model, user.id, interrupted=not finished)
                 if turn.recall.messages:
                     meta["recalled"] = [r.to_dict() for r in turn.recall.messages]
-                if not finished:
-                    meta["interrupted"] = True
                 await asyncio.shield(self._store_reply(workstream_id, "".join(parts), meta))
 
     async def _store_reply(self, workstream_id: str, text: str, meta: dict) -> None:
@@ -485,25 +454,14 @@ class ArawnCore:
             return None
         return await self.run_job(job)
 
+    def scheduler(self, max_jobs: int | None = None) -> Scheduler:
+        """A scheduler over this core: `run()` it until `stop()` (the TUI), or `drain()` it (the CLI)."""
+        return Scheduler(self, max_jobs)
+
     async def work_queue(self, workstream_id: str | None = None, stop_on_unreachable: bool = True,
                          wait_for_retries: bool = True) -> list[JobOutcome]:
-        """Work due jobs until none is left (waiting out retry backoff if asked)."""
-        from arawn_core.llm.errors import BackendUnavailable
-
-        outcomes: list[JobOutcome] = []
-        while True:
-            outcome = await self.run_next(workstream_id)
-            if outcome is not None:
-                outcomes.append(outcome)
-                if stop_on_unreachable and isinstance(outcome.error, BackendUnavailable):
-                    return outcomes
-                continue
-            if not wait_for_retries:
-                return outcomes
-            wait = await self.queue.next_due_in(workstream_id)
-            if wait is None:
-                return outcomes
-            await asyncio.sleep(min(wait, 5.0) + 0.01)
+        """Work due jobs until none is left (waiting out retry backoff if asked): `Scheduler.drain`."""
+        return await self.scheduler().drain(workstream_id, stop_on_unreachable, wait_for_retries)
 
     async def list_jobs(self, state: JobState | None = None, workstream_id: str | None = None) -> list[CompressionJob]:
         return await self.queue.list(state, workstream_id)
@@ -579,11 +537,61 @@ class ArawnCore:
             raise UsageError(str(exc)) from None
 
     async def backend_info(self) -> BackendInfo:
-        return await self.backend.info()
+        info = await self.backend.info()
+        if info.context is None:
+            info.context = await self.context_plan()
+        return info
+
+    # ---- the server's context ------------------------------------------
+    async def context_plan(self, model: str | None = None) -> ContextPlan:
+        """min([llm] num_ctx, the server's) for `model`, with both numbers (doctor, the status line)."""
+        model = model or self.model
+        read = getattr(self.backend, "server_context", None)
+        server = None
+        if read is not None:
+            try:
+                server = await read(model)
+            except LLMError:
+                server = None  # a down server is planned for with the configured size
+        await self._save_contexts()
+        return ContextPlan(self.settings.llm.num_ctx, server.size if server else None,
+                           server.source if server else "")
+
+    async def _chat_replanned(self, workstream_id: str, context: list[dict[str, str]],
+                              options: ChatOptions) -> AsyncIterator[ChatChunk]:
+        """A server that refuses an over-long chat and so reveals a smaller context: plan again, send once more."""
+        sent = False
+        try:
+            async for chunk in self.backend.chat(context, options):
+                sent = True
+                yield chunk
+            return
+        except ContextOverflow:
+            smaller = await self.num_ctx_for(options.model)
+            if sent or smaller >= options.num_ctx:
+                raise
+        context[:] = await self.build_context(workstream_id)  # the caller learns from the context really sent
+        async for chunk in self.backend.chat(context, replace(options, num_ctx=smaller)):
+            yield chunk
+
+    async def num_ctx_for(self, model: str) -> int:
+        """The context every call for `model` is planned with."""
+        return (await self.context_plan(model)).used
+
+    async def _save_contexts(self) -> None:
+        """Sizes learned from refusals survive restarts (kv in the data dir)."""
+        if self.contexts.dirty:
+            self.contexts.dirty = False
+            await self.repo.kv_set(CONTEXTS_KEY, json.dumps(self.contexts.to_dict()))
 
 
-def _file_size(path: Path) -> int:
+async def _load_contexts(repo: Repository) -> ContextMemory:
+    raw = await repo.kv_get(CONTEXTS_KEY)
+    if not raw:
+        return ContextMemory()
     try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        return 0
+        return ContextMemory.from_dict(json.loads(raw))
+    except ValueError:
+        log.warning("ignoring unreadable server context state")
+        return ContextMemory()
+

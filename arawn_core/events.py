@@ -11,74 +11,120 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from arawn_core.llm.base import BackendInfo
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Event:
+    """Base of every engine event (the TUI posts them to the screen as they are)."""
+
+
+@dataclass(frozen=True)
+class WorkstreamEvent(Event):
+    """Something that happened in one workstream ("" : possibly all of them, e.g. a reindex)."""
+
     workstream_id: str
 
 
 @dataclass(frozen=True)
-class WorkstreamUpdated(Event):
+class WorkstreamUpdated(WorkstreamEvent):
     pass
 
 
 @dataclass(frozen=True)
-class SessionStarted(Event):
+class SessionStarted(WorkstreamEvent):
     session_id: str
 
 
 @dataclass(frozen=True)
-class SessionEnded(Event):
+class SessionEnded(WorkstreamEvent):
     session_id: str
     reason: str
 
 
 @dataclass(frozen=True)
-class MessageAdded(Event):
+class MessageAdded(WorkstreamEvent):
     session_id: str
     message_id: str
     role: str
 
 
 @dataclass(frozen=True)
-class JobQueued(Event):
+class JobQueued(WorkstreamEvent):
     job_id: str
     kind: str
     session_id: str | None
 
 
 @dataclass(frozen=True)
-class JobStarted(Event):
+class JobStarted(WorkstreamEvent):
     job_id: str
     kind: str
     session_id: str | None
 
 
 @dataclass(frozen=True)
-class JobProgress(Event):
+class JobProgress(WorkstreamEvent):
     job_id: str
     done: int
     total: int
 
 
 @dataclass(frozen=True)
-class JobCompleted(Event):
+class JobCompleted(WorkstreamEvent):
     job_id: str
     kind: str
     session_id: str | None
 
 
 @dataclass(frozen=True)
-class JobFailed(Event):
+class JobFailed(WorkstreamEvent):
     job_id: str
     kind: str
     session_id: str | None
     error: str
     will_retry: bool
+
+
+# ---- published by the scheduler (arawn_core.runtime) ------------------------------
+
+@dataclass(frozen=True)
+class BackendChecked(Event):
+    """A periodic health check of the LLM backend; `model` is the chat model in use."""
+
+    info: BackendInfo
+    model: str
+
+
+@dataclass(frozen=True)
+class JobsPaused(Event):
+    """The backend is down: no job is claimed until a check finds it back."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class JobsResumed(Event):
+    """The backend is back: due jobs are claimed again."""
+
+
+@dataclass(frozen=True)
+class IdleSessionsEnded(Event):
+    """`count` sessions idle past `session_timeout_minutes` were ended (and queued for compression)."""
+
+    count: int
+
+
+@dataclass(frozen=True)
+class QueueLength(Event):
+    """Open (pending or running) jobs in the queue, when that number changed."""
+
+    length: int
 
 
 Subscriber = Callable[[Event], None]

@@ -7,7 +7,6 @@ Plain dataclasses and enums: storage maps rows to these in one place
 from __future__ import annotations
 
 import json
-import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
@@ -15,6 +14,8 @@ from typing import Any
 
 
 def new_id() -> str:
+    import uuid  # here: uuid imports platform details that reading the store never needs
+
     return str(uuid.uuid4())
 
 
@@ -89,6 +90,47 @@ class Message:
     timestamp: str
     metadata: dict[str, Any] | None = None
 
+    # ---- metadata: the keys arawn itself writes are read and written only here ----
+    @staticmethod
+    def reply_metadata(model: str, reply_to: str, interrupted: bool = False) -> dict[str, Any]:
+        """The metadata of an assistant reply: which model wrote it, to which user message,
+        and whether it was stopped before the end."""
+        meta: dict[str, Any] = {"model": model, "reply_to": reply_to}
+        if interrupted:
+            meta["interrupted"] = True
+        return meta
+
+    def _meta(self, key: str) -> Any:
+        return self.metadata.get(key) if isinstance(self.metadata, dict) else None
+
+    @property
+    def interrupted(self) -> bool:
+        """A reply stopped before the model finished (the part written was kept)."""
+        return self._meta("interrupted") is True
+
+    @property
+    def reply_to(self) -> str | None:
+        value = self._meta("reply_to")
+        return value if isinstance(value, str) else None
+
+    @property
+    def reply_model(self) -> str | None:
+        value = self._meta("model")
+        return value if isinstance(value, str) else None
+
+    @property
+    def import_info(self) -> dict[str, Any] | None:
+        """Where an imported message came from (format, source, key, ...); None if typed here."""
+        value = self._meta("import")
+        return value if isinstance(value, dict) else None
+
+    @property
+    def import_key(self) -> str | None:
+        """The dedupe key of the imported conversation this message belongs to."""
+        info = self.import_info
+        key = info.get("key") if info else None
+        return key if isinstance(key, str) and key else None
+
     def to_record(self) -> dict[str, Any]:
         """The JSONL record, in the original arawn server's field order."""
         return {
@@ -154,6 +196,26 @@ class Summary:
 class JobProgress:
     done: int = 0
     total: int = 0
+
+
+@dataclass
+class JobStatus:
+    """The open and failed jobs of one workstream (or one session), folded into one badge's worth:
+    their states, the last error to show (a failed job's, else a retrying one's) and the
+    progress of those running. Computed in one place (`JobQueue.status`)."""
+
+    states: set[str] = field(default_factory=set)
+    error: str | None = None
+    progress: JobProgress = field(default_factory=JobProgress)
+
+
+@dataclass(frozen=True)
+class SummaryStamp:
+    """What a stored summary was made with: enough to tell whether it is stale."""
+
+    model: str
+    prompt_version: str
+    text: str | None = None
 
 
 @dataclass

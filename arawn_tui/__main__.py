@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import sys
+from typing import TYPE_CHECKING
 
-from arawn_core.config import Settings
-from arawn_core.llm.base import LLMBackend
+if TYPE_CHECKING:  # imported where used: `--headless` commands load only what they need
+    from arawn_core.config import Settings
+    from arawn_core.llm.base import LLMBackend
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,10 +20,32 @@ def main(argv: list[str] | None = None) -> int:
     return run_tui(argv)
 
 
-def run_tui(argv: list[str]) -> int:
+# Textual paints at most TEXTUAL_FPS frames a second (default 60), and a key's change
+# reaches the terminal only with the next frame tick, often the one after (the widget,
+# then the screen, each settle first). At 120 a key shows about twice as soon; frames
+# are only painted when something changed, so an idle app costs nothing more.
+FRAMES_PER_SECOND = "120"
+
+
+def tune_process_for_tui() -> None:
+    """The process is about to run the TUI and nothing else: call before Textual is imported.
+
+    Textual reads TEXTUAL_FPS when it is first imported (a value the user set wins), and the
+    garbage collector is paused until the first screen is painted (see gc_pause; the app,
+    built with `tune_gc=True`, resumes it). Never done at import, nor for `--headless`."""
+    import os
+
     from arawn_tui import gc_pause
 
-    gc_pause.pause()  # until the first screen is painted (the app resumes it): see gc_pause
+    os.environ.setdefault("TEXTUAL_FPS", FRAMES_PER_SECOND)
+    gc_pause.pause()
+
+
+def run_tui(argv: list[str]) -> int:
+    import argparse
+    import asyncio
+
+    tune_process_for_tui()
     parser = argparse.ArgumentParser(prog="arawn", description="A terminal workbench for long-running "
                                      "conversations with a local LLM. `arawn --headless --help` for scripting.")
     parser.add_argument("--config", help="path to arawn.toml")
@@ -40,7 +62,7 @@ def run_tui(argv: list[str]) -> int:
     backend = asyncio.run(prepare_backend(settings))
     from arawn_tui.factory import create_app
 
-    app = create_app(settings, backend)
+    app = create_app(settings, backend, tune_gc=True)
     app.run()
     return int(app.return_code or 0)
 
@@ -49,6 +71,8 @@ async def prepare_backend(settings: Settings) -> LLMBackend:
     """Before the screen takes over the terminal: when the backend will be the embedded
     default model and its file is not there yet, assemble it now, with progress on
     stderr where the user can see it. Otherwise nothing is imported or probed here."""
+    import asyncio
+
     from arawn_core.llm.lazy import LazyBackend
 
     backend: LLMBackend = LazyBackend(settings)  # the core chooses for real on first use

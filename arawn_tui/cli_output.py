@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import json
-import re
 import sys
 import time
-from typing import Any, Callable, TextIO
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, Callable, TextIO
 
-from arawn_core import events as ev
-from arawn_core.models import CompressionJob, Message, Session, Summary, Workstream
+if TYPE_CHECKING:
+    import re
+
+    from arawn_core import events as ev
+    from arawn_core.models import CompressionJob, Message, Session, Summary, Workstream
 
 
-_C1 = re.compile("[\x7f-\x9f]")
+@lru_cache(maxsize=1)
+def _c1() -> re.Pattern[str]:
+    import re  # compiled on first use: most commands print no JSON
+
+    return re.compile("[\x7f-\x9f]")
 
 
 def escape_c1(json_text: str) -> str:
@@ -21,7 +28,7 @@ def escape_c1(json_text: str) -> str:
     json escapes C0 controls itself but writes these raw; inside JSON they can only be in strings,
     where the escape means the same character, so the document parses to exactly the same data.
     """
-    return _C1.sub(lambda m: f"\\u{ord(m.group()):04x}", json_text)
+    return _c1().sub(lambda m: f"\\u{ord(m.group()):04x}", json_text)
 
 
 def print_json(doc: Any) -> None:
@@ -105,9 +112,23 @@ def doctor(doc: dict[str, Any]) -> None:
     print(f"model:       {doc['model']} ({'present' if doc['model_present'] else 'NOT FOUND'})")
     print(f"compression: {doc['compression_model']}, num_ctx {doc['num_ctx']},"
           f" max_summary_tokens {doc['max_summary_tokens']}")
+    ctx = doc.get("context")
+    if ctx:
+        server = f"server's {ctx['server']} ({ctx['source']})" if ctx["server"] else "server's not known yet"
+        configured = "configured 0 (the server's)" if not ctx["configured"] else f"configured {ctx['configured']}"
+        print(inert(f"context:     {ctx['used']} used ({ctx['which']}): {configured}, {server}"))
+    for h in doc.get("hosts") or []:
+        state = "up" if h["up"] else f"DOWN ({h['detail']}; retried in {h['retry_in_s']:g}s)"
+        chat = ", chats" if h["chat"] else ""
+        print(inert(f"host:        {h['host']}: {state}, {h['in_flight']}/{h['slots']} busy, "
+                    f"{h['served']} served{chat}"))
     print(f"queue:       {doc['queue_open']} open job(s)")
-    if not doc["reachable"]:
+    if not doc["reachable"] and doc["backend"] == "openai":
+        print("hint: start the OpenAI-compatible server, or set [llm] host to its base URL (with /v1)")
+    elif not doc["reachable"]:
         print("hint: start Ollama (`ollama serve`), or set [llm] host / OLLAMA_HOST")
+    elif not doc["model_present"] and doc["backend"] == "openai":
+        print("hint: set [llm] model to one the server serves")
     elif not doc["model_present"]:
         print(f"hint: `ollama pull {doc['model']}`")
 
@@ -153,6 +174,8 @@ class ProgressReporter(_Line):
         self.quiet = quiet
 
     def on_event(self, event: ev.Event) -> None:
+        from arawn_core import events as ev  # loaded with the engine that publishes them
+
         if self.quiet:
             return
         if isinstance(event, ev.JobStarted):

@@ -7,6 +7,8 @@ never markup.
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.cells import cell_len
 from textual.content import Content
 
@@ -78,18 +80,36 @@ def plural(n: int, word: str) -> str:
 
 
 class ListRow(Content):
-    """A list row (`Content`) whose height is known without wrapping it when every line fits.
+    """A list row (`Content`) whose height is known without wrapping it when every line fits,
+    and is remembered per width.
 
-    OptionList measures every row when it is filled: for a thousand workstreams, wrapping
-    each row just to learn it is two lines high is most of the cost."""
+    OptionList measures every row when it is filled, and again after any row's prompt is
+    replaced (its public `replace_option_prompt` drops every measurement): for a thousand
+    workstreams, wrapping each row just to learn it is two lines high would be most of the
+    cost, on every badge change. A row's text never changes (a changed workstream gets a new
+    row), so its height at a given width is computed once."""
+
+    __slots__ = ("_heights",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._heights: dict[tuple[int, int, str, str], int] = {}
 
     @classmethod
     def of(cls, content: Content) -> ListRow:
         return cls(content.plain, list(content.spans), content.cell_length)
 
     def get_height(self, rules, width: int) -> int:  # noqa: ANN001 - textual's RulesMap
+        line_pad = rules.get("line_pad", 0)
+        key = (width, line_pad, rules.get("text_overflow", "fold"), rules.get("text_wrap", "wrap"))
+        height = self._heights.get(key)
+        if height is None:
+            height = self._heights[key] = self._measure(rules, width, line_pad)
+        return height
+
+    def _measure(self, rules, width: int, line_pad: int) -> int:  # noqa: ANN001
         text = self.plain
-        available = width - rules.get("line_pad", 0) * 2
+        available = width - line_pad * 2
         if available > 0 and "\t" not in text:
             lines = text.split("\n")
             if all(cell_len(line) <= available for line in lines):

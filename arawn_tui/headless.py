@@ -2,35 +2,34 @@
 
 Exit codes: 0 ok; 1 the work failed; 2 bad usage, config or input (one line
 on stderr, no traceback); 3 the LLM backend is unreachable.
+
+Scripts call these commands in loops, so the engine (asyncio, aiosqlite, the
+facade) is imported only by the commands that use it: `ws list` and `jobs list`
+read through `ArawnCore`'s read-only half (`arawn_core.readonly`, plain sqlite3)
+whenever the store needs no repair.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, NoReturn
+from typing import TYPE_CHECKING, Any, Callable, NoReturn
 
-from arawn_core.config import ConfigError, Settings, load_settings
-from arawn_core.core import ArawnCore, UsageError
-from arawn_core.llm.base import LLMBackend
-from arawn_core.llm.errors import BackendUnavailable, LLMError
+from arawn_core.config import load_settings
+from arawn_core.errors import EXIT_FAILED, EXIT_UNREACHABLE, EXIT_USAGE, ArawnError, BackendUnavailable, UsageError
+from arawn_core.errors import CommandFailed as CliError
 from arawn_core.models import JobState
-from arawn_core.store.db import DatabaseError
-from arawn_core.store.jsonl import StorageFull
-from arawn_core.store.repository import NotFound
 from arawn_tui import cli_output as out
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+if TYPE_CHECKING:
+    from arawn_core.config import Settings
+    from arawn_core.core import ArawnCore
+    from arawn_core.llm.base import LLMBackend
+    from arawn_core.models import CompressionJob, Workstream
 
-
-class CliError(Exception):
-    def __init__(self, message: str, code: int) -> None:
-        super().__init__(message)
-        self.code = code
+EXIT_OK = 0
 
 
 class Parser(argparse.ArgumentParser):
@@ -87,7 +86,8 @@ def build_parser() -> Parser:
     imp = sub.add_parser("import", help="import conversations; each becomes an ended session")
     imp.add_argument("path")
     imp.add_argument("--workstream")
-    imp.add_argument("--format", default="auto", choices=["auto", "arawn", "messages", "sharegpt"])
+    imp.add_argument("--format", default="auto", choices=["auto", "arawn", "messages", "sharegpt", "chatgpt",
+                                                            "openwebui", "oterm", "elia"])
     imp.add_argument("--compress", action="store_true", help="queue and run compression of what was imported")
 
     exp = sub.add_parser("export", help="write a workstream's history to stdout")
@@ -111,7 +111,45 @@ def build_parser() -> Parser:
     return p
 
 
+def _read_only(args: argparse.Namespace, settings: Settings) -> int | None:
+    """`ws list` and `jobs list` without the event loop, when the store needs nothing (see
+    `arawn_core.readonly`); None: the command takes the full path (which repairs what needs it)."""
+    if not ((args.command == "ws" and args.ws_cmd == "list") or (args.command == "jobs" and args.action == "list")):
+        return None
+    import sqlite3
+
+    from arawn_core.readonly import ReadOnlyCore
+
+    core = ReadOnlyCore.open(settings)
+    if core is None:
+        return None
+    try:
+        if args.command == "ws":
+            items = core.list_workstreams(include_archived=args.all)
+        else:
+            jobs = core.list_jobs(JobState(args.state) if args.state else None)
+    except sqlite3.Error:
+        return None  # e.g. the file changed under us: the full path reports it, naming the file
+    finally:
+        core.close()
+    if args.command == "ws":
+        show_ws_list(args, items)
+    else:
+        show_jobs(args, jobs)
+    return EXIT_OK
+
+
+def show_ws_list(args: argparse.Namespace, items: list[Workstream]) -> None:
+    out.emit(args, lambda: [w.to_dict() for w in items], lambda: out.ws_table(items))
+
+
+def show_jobs(args: argparse.Namespace, jobs: list[CompressionJob]) -> None:
+    out.emit(args, [j.to_dict() for j in jobs], lambda: out.jobs_table(jobs))
+
+
 async def _run(args: argparse.Namespace, settings: Settings, backend: LLMBackend | None) -> int:
+    from arawn_core.core import ArawnCore
+
     core = await ArawnCore.open(settings, backend)
     try:
         handler = HANDLERS[args.command]
@@ -124,8 +162,7 @@ async def _run(args: argparse.Namespace, settings: Settings, backend: LLMBackend
 
 async def cmd_ws(core: ArawnCore, args: argparse.Namespace) -> int:
     if args.ws_cmd == "list":
-        items = await core.list_workstreams(include_archived=args.all)
-        out.emit(args, lambda: [w.to_dict() for w in items], lambda: out.ws_table(items))
+        show_ws_list(args, await core.list_workstreams(include_archived=args.all))
     elif args.ws_cmd == "create":
         ws = await core.create_workstream(args.title, args.tag)
         out.emit(args, ws.to_dict(), lambda: print(ws.id))
@@ -280,8 +317,7 @@ async def cmd_jobs(core: ArawnCore, args: argparse.Namespace) -> int:
         code = await _work(core, None, args)
         out.emit(args, {"open": await core.queue_length()}, lambda: print("queue worked"))
         return code
-    jobs = await core.list_jobs(JobState(args.state) if args.state else None)
-    out.emit(args, [j.to_dict() for j in jobs], lambda: out.jobs_table(jobs))
+    show_jobs(args, await core.list_jobs(JobState(args.state) if args.state else None))
     return EXIT_OK
 
 
@@ -316,9 +352,20 @@ async def cmd_doctor(core: ArawnCore, args: argparse.Namespace) -> int:
         "max_summary_tokens": s.workstream.compression.max_summary_tokens,
         "queue_open": await core.queue_length(),
     }
+    doc.update(_doctor_backend_extras(info))
     code = EXIT_OK if info.reachable and doc["model_present"] else (EXIT_FAILED if info.reachable else EXIT_UNREACHABLE)
     out.emit(args, doc, lambda: out.doctor(doc))
     return code
+
+
+def _doctor_backend_extras(info: Any) -> dict[str, Any]:
+    """The context used (configured vs the server's) and, for a pool, every host's state."""
+    extras: dict[str, Any] = {}
+    if info.context is not None:
+        extras["context"] = info.context.to_dict()
+    if info.hosts:
+        extras["hosts"] = [h.to_dict() for h in info.hosts]
+    return extras
 
 
 HANDLERS: dict[str, Callable[[ArawnCore, argparse.Namespace], Any]] = {
@@ -333,15 +380,14 @@ def run(argv: list[str], backend: LLMBackend | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         settings = load_settings(args.config, args.data_dir)
-        return asyncio.run(_run(args, settings, backend))
-    except CliError as exc:
-        return _fail(str(exc), exc.code)
-    except (ConfigError, UsageError, NotFound) as exc:
-        return _fail(str(exc), EXIT_USAGE)
-    except BackendUnavailable as exc:
-        return _fail(str(exc), EXIT_UNREACHABLE)
-    except (LLMError, DatabaseError, StorageFull) as exc:
-        return _fail(str(exc), EXIT_FAILED)
+        code = _read_only(args, settings) if backend is None else None
+        if code is None:
+            import asyncio
+
+            code = asyncio.run(_run(args, settings, backend))
+        return code
+    except ArawnError as exc:  # every expected failure: usage, not found, storage, backend, ...
+        return _fail(exc.message, exc.exit_code)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
     except BrokenPipeError:

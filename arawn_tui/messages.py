@@ -1,10 +1,11 @@
-"""Textual messages: engine events turned into UI messages, and worker results.
+"""Textual messages: engine events as they are, and what workers loaded.
 
-Engine events arrive on `core.events` (plain callbacks, see
-`arawn_core.events`); `event_to_message` maps each one to a small message that
-is posted to the main screen, handled there (lists, badges, panels) and then
-bubbles to the app (job workers, toasts). Workers never touch widgets: they
-post the data they loaded as one of the messages below.
+Engine events arrive on `core.events` (plain callbacks, see `arawn_core.events`).
+The app posts each one, unchanged, inside one `EngineEvent` message to the main
+screen, whose parts react to the event types they care about and let it bubble
+on to the app (toasts). Workers never touch widgets: they post the data they
+loaded as one of the messages below. Messages a widget sends about itself (a
+selection in the sidebar, ...) live with that widget.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from typing import TYPE_CHECKING
 from textual.message import Message
 
 from arawn_core import events as ev
-from arawn_core.llm.base import BackendInfo
 from arawn_core.models import Message as ChatMessage
 from arawn_core.models import Session, Summary, Workstream
 
@@ -25,87 +25,22 @@ if TYPE_CHECKING:
 # ---- engine events ---------------------------------------------------------
 
 
-@dataclass
-class WorkstreamChanged(Message):
-    """Something about a workstream (title, sessions, counts, job state) changed: reload its row."""
+class EngineEvent(Message):
+    """One engine event (`arawn_core.events`), posted as it was published.
 
-    workstream_id: str
-    session_id: str | None = None
+    A newer progress report for the same job replaces one still queued: a
+    burst of progress costs one repaint, not one per chunk."""
 
-
-@dataclass
-class JobScheduled(Message):
-    """A compression job was queued: the app starts a worker if one is free."""
-
-    workstream_id: str
-    job_id: str
-    kind: str
-    session_id: str | None
-
-
-@dataclass
-class JobRunning(Message):
-    workstream_id: str
-    job_id: str
-    kind: str
-    session_id: str | None
-
-
-@dataclass
-class JobProgressed(Message):
-    """Progress of one job; a newer report for the same job replaces a queued older one."""
-
-    workstream_id: str
-    job_id: str
-    done: int
-    total: int
+    def __init__(self, event: ev.Event) -> None:
+        super().__init__()
+        self.event = event
 
     def can_replace(self, message: Message) -> bool:
-        return isinstance(message, JobProgressed) and message.job_id == self.job_id
+        return (isinstance(self.event, ev.JobProgress) and isinstance(message, EngineEvent)
+                and isinstance(message.event, ev.JobProgress) and message.event.job_id == self.event.job_id)
 
-
-@dataclass
-class JobFinished(Message):
-    """A job completed (`ok`) or failed (`error`; `will_retry` when it goes back to pending)."""
-
-    workstream_id: str
-    job_id: str
-    kind: str
-    session_id: str | None
-    ok: bool
-    error: str | None = None
-    will_retry: bool = False
-
-
-@dataclass
-class SessionClosed(Message):
-    """A session ended (explicitly, idle, archive, quit): a live chat showing it starts afresh."""
-
-    workstream_id: str
-    session_id: str
-    reason: str
-
-
-def event_to_message(event: ev.Event) -> Message | None:
-    """The UI message for an engine event (None: the UI does not care)."""
-    if isinstance(event, ev.JobProgress):
-        return JobProgressed(event.workstream_id, event.job_id, event.done, event.total)
-    if isinstance(event, ev.JobQueued):
-        return JobScheduled(event.workstream_id, event.job_id, event.kind, event.session_id)
-    if isinstance(event, ev.JobStarted):
-        return JobRunning(event.workstream_id, event.job_id, event.kind, event.session_id)
-    if isinstance(event, ev.JobCompleted):
-        return JobFinished(event.workstream_id, event.job_id, event.kind, event.session_id, ok=True)
-    if isinstance(event, ev.JobFailed):
-        return JobFinished(event.workstream_id, event.job_id, event.kind, event.session_id, ok=False,
-                           error=event.error, will_retry=event.will_retry)
-    if isinstance(event, ev.SessionEnded):
-        return SessionClosed(event.workstream_id, event.session_id, event.reason)
-    if isinstance(event, (ev.SessionStarted, ev.MessageAdded)):
-        return WorkstreamChanged(event.workstream_id, event.session_id)
-    if isinstance(event, ev.WorkstreamUpdated):
-        return WorkstreamChanged(event.workstream_id)
-    return None
+    def __repr__(self) -> str:
+        return f"EngineEvent({self.event!r})"
 
 
 # ---- app lifecycle -----------------------------------------------------------
@@ -113,20 +48,11 @@ def event_to_message(event: ev.Event) -> Message | None:
 
 @dataclass
 class CoreReady(Message):
-    """The core is open: the screen shows `workstreams` (or loads them when None)."""
+    """The core is open: the screen shows `workstreams` (or loads them when None; `partial`: the
+    first screenful only, the screen loads the whole list after showing it)."""
 
     workstreams: list[Workstream] | None = None
-
-
-@dataclass
-class BackendChecked(Message):
-    info: BackendInfo
-    model: str
-
-
-@dataclass
-class QueueLength(Message):
-    length: int
+    partial: bool = False
 
 
 # ---- data loaded by workers ----------------------------------------------------

@@ -10,8 +10,10 @@ render it as `Content` or Markdown (never as Rich/Textual markup).
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-from markdown_it import MarkdownIt
+if TYPE_CHECKING:
+    from markdown_it import MarkdownIt
 
 # C0 controls except \t and \n, DEL, and C1 controls.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\x80-\x9f]")
@@ -79,4 +81,6 @@ def markdown_parser() -> MarkdownIt:
     The usual parsers accept HTML and then the renderers drop it, so a `<div>`
     in a reply would silently vanish; content must stay visible as written.
     """
+    from markdown_it import MarkdownIt  # here: only Markdown views need it, and its import is not small
+
     return MarkdownIt("gfm-like", {"html": False})

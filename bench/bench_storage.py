@@ -351,7 +351,7 @@ async def main():
     t = time.perf_counter(); await core._recover(); res["core_open_recover_part_s"] = time.perf_counter() - t
     t = time.perf_counter(); items = await core.list_workstreams(); res["list_workstreams_s"] = time.perf_counter() - t
     t = time.perf_counter(); await core.repo.workstream_rows(False); res["list_part_workstream_rows_query_s"] = time.perf_counter() - t
-    t = time.perf_counter(); await core._job_status(); res["list_part_job_status_query_s"] = time.perf_counter() - t
+    t = time.perf_counter(); await core.queue.status(); res["list_part_job_status_query_s"] = time.perf_counter() - t
     t = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):
         out.ws_table(items)

@@ -352,6 +352,47 @@ def section_generic(title: str, d: dict[str, Any]) -> list[str]:
     return [title, ""] + table(["figure", "value"], rows[:80])
 
 
+def section_speed(d: dict[str, Any], targets: list[list[Any]]) -> list[str]:
+    """Issue 17: the status line after the first frame, headless commands against Python's start, start-up
+    at 1,000 workstreams against an empty store (all ratios within one run)."""
+    out = ["## Fast everywhere (issue 17) — `bench/bench_speed.py`", ""]
+    loads = "; ".join(f"{k} {v['before']} -> {v['after']}" for k, v in d.get("load", {}).items())
+    if loads:
+        out += [f"1-minute load average per part: {loads}.", ""]
+    s = d.get("status")
+    if s:
+        ours, old = s["ours_probe"], s["previous_full_client_check"]
+        out += [s["what"] + ":", ""]
+        out += table(["backend check", "status complete after the list's first frame", "client imported"], [
+            ["ours: light probe (plain HTTP)", fmt_ms(ours["status_after_list_frame_ms"]),
+             ", ".join(ours["client_modules_loaded"]) or "nothing"],
+            ["previous: full client (ollama/httpx imported in a thread)", fmt_ms(old["status_after_list_frame_ms"]),
+             ", ".join(old["client_modules_loaded"]) or "nothing"]])
+        targets.append(["status line complete after the first frame (Ollama up)", f"<= {s['target_s']} s",
+                        fmt_ms(ours["status_after_list_frame_ms"]), met(s["target_met"])])
+    c = d.get("cli")
+    if c:
+        out += [c["what"] + ":", ""]
+        out += table(["command", "median", "ratio to `python -c pass`"],
+                     [[f"`{k}`" if not k.startswith("(") else k, f"{v['median_s']:.3f} s", f"{v['ratio_to_python_pass']}x"]
+                      for k, v in c["commands"].items()])
+        heavy = c.get("imported_by_ws_list", {})
+        out += [f"`ws list` imports {heavy.get('modules')} modules; of asyncio, aiosqlite, textual, ollama, httpx,"
+                f" markdown_it, tomllib and the compression package: {', '.join(heavy.get('heavy_ones_loaded') or []) or 'none'}.", ""]
+        targets.append(["`ws list` (1,000 ws / 100,000 sessions) vs `python -c pass`", f"<= {c['target_ratio']}x",
+                        f"{c['headline_ratio']}x", met(c["target_met"])])
+    st = d.get("start")
+    if st:
+        out += [st["what"] + ":", ""]
+        out += table(["data dir", "first frame with list and status line (median)", "whole list (median)"], [
+            [f"{st['big']['workstreams']:,} workstreams", fmt_ms(st["big"]["median_ms"]),
+             fmt_ms(st["big"]["list_complete_median_ms"])],
+            ["empty", fmt_ms(st["empty"]["median_ms"]), "-"]])
+        targets.append(["TUI start, 1,000 ws / 100,000 sessions vs empty store", f"<= {st['target_ratio']}x",
+                        f"{st['ratio_big_over_empty']}x", met(st["target_met"])])
+    return out
+
+
 def _ms_pair(d: dict[str, Any] | None) -> tuple[str, str]:
     d = d or {}
     return fmt_ms(d.get("median_ms")), fmt_ms(d.get("p99_ms"))
@@ -507,7 +548,10 @@ def render(results: Path, statuses: list[dict[str, Any]], quick: bool) -> str:
     d = load(results, "embedded")
     if d:
         body += section_embedded(d)
-    known = {"storage", "compression", "search", "embedded", "tui"}
+    d = load(results, "speed")
+    if d:
+        body += section_speed(d, targets)
+    known = {"storage", "compression", "search", "embedded", "tui", "speed"}
     for p in sorted(results.glob("*.json")):
         if p.stem not in known and (d := load(results, p.stem)):
             body += section_generic(f"## {p.stem}", d)

@@ -467,7 +467,7 @@ class OllamaServer:
             return h.send_json(404, {"error": f"model '{model}' not found"})
         h.send_json(200, {
             "modelfile": f"FROM {engine.name}\n",
-            "parameters": "",
+            "parameters": getattr(engine, "parameters", ""),  # Modelfile PARAMETER lines, e.g. "num_ctx 4096"
             "template": "{{ .Prompt }}",
             "details": self._details(engine),
             "model_info": {

@@ -30,7 +30,7 @@ def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
         ("[llm]\nnum_ctx = 10\n", "llm.num_ctx must be between 256 and 1048576, found 10"),
         ("[workstream.compression]\nenabled = 'yes'\n", "workstream.compression.enabled must be true or false"),
         ("[workstream]\ncompression = 3\n", "[workstream.compression] must be a table"),
-        ("[llm]\nbackend = 'gpt'\n", "llm.backend must be one of auto, ollama, embedded"),
+        ("[llm]\nbackend = 'gpt'\n", "llm.backend must be one of auto, ollama, openai, embedded"),
         ("[workstream.compression]\nmax_concurrency = 0\n", "max_concurrency must be between 1 and 64"),
     ],
 )

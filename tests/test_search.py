@@ -161,6 +161,9 @@ async def test_a_store_from_before_the_shards_is_reindexed_on_open(settings, fak
     conn.execute("DROP TABLE messages_fts_0")
     assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name GLOB 'messages_fts_*'").fetchone()[0] == 0
     conn.execute("CREATE VIRTUAL TABLE messages_fts USING fts5(content, content='')")
+    for trigger in ("sessions_count_insert", "sessions_count_delete", "sessions_count_move"):  # undo schema 4
+        conn.execute(f"DROP TRIGGER {trigger}")
+    conn.execute("ALTER TABLE workstreams DROP COLUMN session_count")
     conn.execute("PRAGMA user_version = 2")
     conn.commit()
     conn.close()

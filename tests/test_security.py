@@ -375,7 +375,8 @@ def test_ollama_host_is_used_when_the_config_has_none(tmp_path: Path, ollama_ser
     base = ["--config", str(cfg), "--data-dir", str(tmp_path / "data")]
     watched(*base, "ws", "create", "Env")
     assert "Noted." in watched(*base, "chat", "Env", "hello").stdout
-    assert canary.requests == [] and [r.path for r in ollama_server.requests] == ["/api/chat"]
+    # /api/show: the server's context for the model, read once before the first call
+    assert canary.requests == [] and [r.path for r in ollama_server.requests] == ["/api/show", "/api/chat"]
     connects, _ = watched.network()
     assert connects == {("127.0.0.1", ollama_server.port)}
 

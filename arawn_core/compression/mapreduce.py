@@ -30,7 +30,7 @@ import hashlib
 import inspect
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Awaitable, Callable, Coroutine, Literal, Optional, Sequence, TypeVar
 
 from arawn_core.compression import prompts as P
@@ -393,6 +393,11 @@ class Summarizer:
                 async with self._sem:
                     completion: Completion = await self.backend.complete(messages, self.options)
             except ContextOverflow as exc:
+                if exc.num_ctx and exc.num_ctx < self.config.num_ctx:
+                    self._use_context(exc.num_ctx)  # the server's context is smaller: plan with it from now on
+                    num_ctx = exc.num_ctx
+                if exc.replan:  # turned back unsent, planned for a larger context: split, learn nothing
+                    raise _Overflow(str(exc)) from exc
                 op.calls += 1
                 if exc.prompt_tokens and exc.prompt_tokens > num_ctx:
                     self.estimator.observe(model, chars, exc.prompt_tokens)  # a real count above the limit
@@ -424,6 +429,12 @@ class Summarizer:
                 raise EmptySummary(f"model {model!r} returned an empty summary")
             return text
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _use_context(self, num_ctx: int) -> None:
+        """The server refused and named a smaller context than planned: every later call fits it."""
+        self.config = replace(self.config, num_ctx=num_ctx)
+        self.budget = replace(self.budget, num_ctx=num_ctx)
+        self.options = replace(self.options, num_ctx=num_ctx)
 
     # ---- pieces: one call, or split and redo ------------------------------
     def _piece_builder(self, kind: PieceKind, units: list[ChunkItem], position: str | None, words: int) -> Builder:

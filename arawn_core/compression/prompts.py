@@ -22,7 +22,8 @@ from typing import Iterable, Sequence, Union
 from arawn_core.compression.chunking import ChunkItem
 from arawn_core.llm.base import ChatMessage
 
-PROMPT_VERSION = "2026-11-28.1"
+# Defined with the staleness rule (listing reads it without importing this package): bump it there.
+from arawn_core.staleness import PROMPT_VERSION  # noqa: F401
 
 #: Chars a rendered transcript item costs beyond its text: "[role, part i/n, part j/m]\n" + "\n\n".
 #: The planner uses this; the real request is re-estimated before sending anyway.

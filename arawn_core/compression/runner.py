@@ -12,7 +12,7 @@ import hashlib
 import logging
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Awaitable, Callable
 
 from arawn_core import events as ev
 from arawn_core.compression.budget import TokenEstimator
@@ -79,20 +79,26 @@ class JobRunner:
         self.estimator = estimator
         self.model = model
         self._summarizer: Summarizer | None = None
+        #: The context calls are planned with (min of [llm] num_ctx and the server's); set by the core.
+        self.num_ctx_for: Callable[[str], Awaitable[int]] | None = None
+        self._num_ctx = settings.llm.num_ctx
 
     def summarizer(self) -> Summarizer:
         """One Summarizer per model, shared by every job: its semaphore bounds the calls in
         flight across all jobs to `max_concurrency` (not `max_concurrency` per job)."""
         model = self.model()
-        if self._summarizer is None or self._summarizer.config.model != model:
+        if self._summarizer is None or self._summarizer.config.model != model \
+                or self._summarizer.config.num_ctx > self._num_ctx:
             self._summarizer = self._make_summarizer()
         return self._summarizer
 
     def _make_summarizer(self) -> Summarizer:
         c = self.settings.workstream.compression
+        # A pool of hosts serves more calls at once than one host: one in flight per host slot.
+        concurrency = max(c.max_concurrency, int(getattr(self.backend, "capacity", 0) or 0))
         cfg = SummarizerConfig(
-            model=self.model(), num_ctx=self.settings.llm.num_ctx, max_summary_tokens=c.max_summary_tokens,
-            safety_margin_tokens=c.safety_margin_tokens, max_concurrency=c.max_concurrency, fan_in=c.fan_in,
+            model=self.model(), num_ctx=self._num_ctx, max_summary_tokens=c.max_summary_tokens,
+            safety_margin_tokens=c.safety_margin_tokens, max_concurrency=concurrency, fan_in=c.fan_in,
         )
         try:
             return Summarizer(self.backend, cfg, self.estimator)
@@ -149,6 +155,8 @@ class JobRunner:
         await self.repo.kv_set("token_estimator", json.dumps(self.estimator.to_dict()))
 
     async def _execute(self, job: CompressionJob, progress: Callable[[int, int], None]) -> int:
+        if self.num_ctx_for is not None:
+            self._num_ctx = await self.num_ctx_for(self.model())
         if job.kind is JobKind.SESSION:
             return await self._session(job, progress)
         if job.kind is JobKind.CHECKPOINT:

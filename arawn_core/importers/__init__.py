@@ -39,7 +39,7 @@ from arawn_core.importers.formats import (
     ImportSource,
 )
 from arawn_core.models import Message, new_id
-from arawn_core.store.repository import NotFound
+from arawn_core.errors import NotFound, UsageError
 
 if TYPE_CHECKING:
     from arawn_core.core import ArawnCore
@@ -74,8 +74,6 @@ class ImportReport:
 
 async def import_path(core: ArawnCore, path: Path, fmt: str = "auto", workstream_id: str | None = None,
                       progress: Progress | None = None) -> ImportReport:
-    from arawn_core.core import UsageError
-
     path = Path(path)
     fmt = (fmt or "auto").strip().lower()
     if fmt != "auto" and fmt not in FORMATS:

@@ -17,7 +17,7 @@ import re
 from typing import TYPE_CHECKING, AsyncIterator
 
 from arawn_core.models import Message, Session, parse_ts
-from arawn_core.store.repository import NotFound
+from arawn_core.errors import NotFound, UsageError
 
 if TYPE_CHECKING:
     from arawn_core.core import ArawnCore
@@ -26,8 +26,6 @@ EXPORT_FORMATS = ("jsonl", "markdown")
 
 
 async def export_workstream(core: ArawnCore, workstream_id: str, fmt: str = "jsonl") -> AsyncIterator[str]:
-    from arawn_core.core import UsageError
-
     fmt = (fmt or "jsonl").strip().lower()
     if fmt == "md":
         fmt = "markdown"
@@ -68,7 +66,7 @@ def _session_markdown(n: int, session: Session, messages: list[Message]) -> str:
     if session.summary and session.summary.strip():
         parts.append("**Session summary**\n\n" + guard_markdown(session.summary) + "\n")
     for m in messages:
-        note = " (interrupted)" if isinstance(m.metadata, dict) and m.metadata.get("interrupted") else ""
+        note = " (interrupted)" if m.interrupted else ""
         parts.append(f"### {_role_title(m.role)} · {_when(m.timestamp)}{note}\n\n")
         parts.append(guard_markdown(m.content) + "\n")
     return "".join(parts)

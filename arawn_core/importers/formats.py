@@ -22,6 +22,10 @@ Formats (`FORMATS`):
             gpt/assistant/chatgpt/bing/bard/model -> assistant, system -> system;
             any other speaker becomes `user` and the original `from` is kept in
             the message's import metadata.
+  chatgpt   ChatGPT's data export `conversations.json` (`importers/chatgpt.py`).
+  openwebui Open WebUI's chat export (`importers/openwebui.py`).
+  oterm     oterm's SQLite store (`importers/oterm.py`).
+  elia      elia's SQLite store (`importers/elia.py`).
 """
 
 from __future__ import annotations
@@ -38,7 +42,9 @@ from typing import Any, BinaryIO, Callable, Iterator
 
 from arawn_core.models import ROLES
 
-FORMATS = ("arawn", "messages", "sharegpt")
+FORMATS = ("arawn", "messages", "sharegpt", "chatgpt", "openwebui", "oterm", "elia")
+#: Formats read from another app's SQLite store rather than a JSON file (see `sqlite_store`).
+SQLITE_FORMATS = ("oterm", "elia")
 BLOCK = 1 << 20  # bytes read at a time from an array file
 HEARTBEAT_BYTES = 8 << 20  # yield control at least this often while reading
 DETECT_RECORDS = 50  # how many records auto-detection looks at before giving up
@@ -495,10 +501,29 @@ RECORD_PARSERS: dict[str, Callable[[Any], tuple[str | None, list[SourceMessage]]
 }
 
 
+def _record_parser(fmt: str) -> Callable[[Any], tuple[str | None, list[SourceMessage]]]:
+    """The record parser of a JSON format; the other apps' exports live in their own modules."""
+    if fmt == "chatgpt":
+        from arawn_core.importers.chatgpt import parse_chatgpt_record
+
+        return parse_chatgpt_record
+    if fmt == "openwebui":
+        from arawn_core.importers.openwebui import parse_openwebui_record
+
+        return parse_openwebui_record
+    return RECORD_PARSERS[fmt]
+
+
 def classify(obj: Any) -> str | None:
     """Which format one record looks like."""
     if not isinstance(obj, dict):
         return None
+    from arawn_core.importers import chatgpt, openwebui
+
+    if chatgpt.looks_like(obj):
+        return "chatgpt"
+    if openwebui.looks_like(obj):
+        return "openwebui"
     if isinstance(obj.get("conversations"), list):
         return "sharegpt"
     if isinstance(obj.get("messages"), list):
@@ -513,11 +538,25 @@ class ImportSource:
     """One file opened for import: its format, container, size and a conversation stream."""
 
     def __init__(self, path: Path, fmt: str = "auto") -> None:
+        from arawn_core.importers import sqlite_store
+
         self.path = path
-        self.container = _container(path)
         self.size = path.stat().st_size
         self.counter = ByteCounter(self.size)
         self.problems: list[ImportProblem] = []
+        if sqlite_store.is_sqlite(path):
+            self.container = "sqlite"
+            found = sqlite_store.detect(path)
+            if found is None:
+                raise FormatError("a SQLite database, but not an oterm or elia store (no chat/message tables"
+                                  " with their columns)")
+            if fmt not in ("auto", found):
+                raise FormatError(f"this is {found}'s SQLite store, not a {fmt} file")
+            self.fmt = found
+            return
+        self.container = _container(path)
+        if fmt in SQLITE_FORMATS:
+            raise FormatError(f"the {fmt} format is a SQLite store, this file is JSON")
         if fmt == "auto":
             fmt = self._detect()
         if fmt == "arawn" and self.container == "array":
@@ -541,8 +580,8 @@ class ImportSource:
                     return fmt
         kind = "JSON array" if self.container == "array" else "JSON Lines file"
         raise FormatError(f"no recognizable format: the first records of this {kind} are not arawn messages,"
-                          " {\"messages\": [...]} or ShareGPT {\"conversations\": [...]} objects;"
-                          " give --format to say which it is")
+                          " {\"messages\": [...]}, ShareGPT {\"conversations\": [...]}, ChatGPT export or"
+                          " Open WebUI export objects; give --format to say which it is")
 
     def conversations(self) -> Iterator[Conversation | None]:
         """Every valid conversation in file order; problems go to `self.problems`.
@@ -554,7 +593,10 @@ class ImportSource:
         if self.fmt == "arawn":
             yield from self._arawn()
             return
-        parse = RECORD_PARSERS[self.fmt]
+        if self.container == "sqlite":
+            yield from self._sqlite()
+            return
+        parse = _record_parser(self.fmt)
         beat = HEARTBEAT_BYTES
         with open(self.path, "rb") as fh:
             for item in self._items(fh, self.counter):
@@ -571,6 +613,20 @@ class ImportSource:
                     self.problems.append(ImportProblem(where, str(exc)))
                     continue
                 yield Conversation(where, source_id, msgs, dedupe_key(self.fmt, source_id, msgs))
+
+    def _sqlite(self) -> Iterator[Conversation | None]:
+        """oterm's or elia's store: one conversation per chat (see those modules)."""
+        if self.fmt == "oterm":
+            from arawn_core.importers.oterm import read_oterm as read
+        else:
+            from arawn_core.importers.elia import read_elia as read
+        for item in read(self.path, self.problems):
+            if item is None:
+                yield None
+                continue
+            where, source_id, msgs = item
+            yield Conversation(where, source_id, msgs, dedupe_key(self.fmt, source_id, msgs))
+        self.counter.done = self.size
 
     def _arawn(self) -> Iterator[Conversation | None]:
         """Two passes: index each session's lines (offsets only), then read one session at a time."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Protocol, runtime_checkable
+from typing import Any, AsyncIterator, Protocol, runtime_checkable
 
 ChatMessage = dict[str, str]  # {"role": "user"|"assistant"|"system", "content": "..."}
 
@@ -40,11 +40,15 @@ class Completion:
 class BackendInfo:
     """What `doctor` and the status line show."""
 
-    kind: str  # "ollama" | "embedded" | "fake"
-    host: str  # URL, or the model file for embedded
+    kind: str  # "ollama" | "openai" | "embedded" | "fake"
+    host: str  # URL, or the model file for embedded (a pool: its hosts, comma-separated)
     reachable: bool
     models: list[str] = field(default_factory=list)
     detail: str = ""
+    #: A pool's hosts (`pool.HostStatus`), each up or down; empty for one host.
+    hosts: list[Any] = field(default_factory=list)
+    #: The context calls are planned with (`server_context.ContextPlan`), when the core has worked it out.
+    context: Any = None
 
 
 @runtime_checkable

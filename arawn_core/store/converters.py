@@ -3,35 +3,43 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from arawn_core.models import (
     CompressionJob,
     CompressionStatus,
     JobKind,
+    JobStatus,
     JobState,
     Provenance,
     Session,
     Summary,
     SummaryKind,
+    SummaryStamp,
     Workstream,
     WorkstreamState,
 )
+from arawn_core.staleness import stale_fields
 
 Row = Mapping[str, Any]
 
 
+_WS_STATES = {s.value: s for s in WorkstreamState}  # a dict lookup: listing maps a thousand rows
+
+
 def workstream_from_row(row: Row) -> Workstream:
+    tags = row["tags"]
     return Workstream(
         id=row["id"],
         title=row["title"],
-        state=WorkstreamState(row["state"]),
-        tags=json.loads(row["tags"] or "[]"),
+        state=_WS_STATES.get(row["state"]) or WorkstreamState(row["state"]),
+        tags=json.loads(tags) if tags and tags != "[]" else [],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         model=row["model"],
         system_prompt=row["system_prompt"],
         is_scratch=bool(row["is_scratch"]),
+        session_count=row["session_count"],  # kept by triggers (schema 4)
     )
 
 
@@ -113,7 +121,8 @@ def job_from_row(row: Row) -> CompressionJob:
     )
 
 
-def status_from_jobs(states: set[str], failed_error: str | None, has_summary: bool, stale: bool) -> CompressionStatus:
+def status_from_jobs(jobs: JobStatus | None, has_summary: bool, stale: bool) -> CompressionStatus:
+    states = jobs.states if jobs else set()
     if "running" in states:
         return CompressionStatus.RUNNING
     if "pending" in states:
@@ -123,3 +132,50 @@ def status_from_jobs(states: set[str], failed_error: str | None, has_summary: bo
     if has_summary:
         return CompressionStatus.STALE if stale else CompressionStatus.DONE
     return CompressionStatus.NONE
+
+
+# ---- the workstream list (shared by ArawnCore and the sync read path) ---------------
+
+def job_status_from_rows(rows: Iterable[Row], per_session: bool = False) -> dict[str, JobStatus]:
+    """`queries.job_status` rows folded per workstream (or per session): the one place job status
+    is computed (`JobQueue.status` and the read path both call it)."""
+    out: dict[str, JobStatus] = {}
+    retrying: dict[str, str] = {}
+    for r in rows:
+        key = r["session_id"] if per_session else r["workstream_id"]
+        s = out.setdefault(key, JobStatus())
+        s.states.add(r["state"])
+        if r["state"] == "failed":
+            s.error = r["last_error"] or s.error
+        elif r["last_error"]:
+            retrying[key] = r["last_error"]
+        if r["state"] == "running":
+            s.progress.done += r["progress_done"]
+            s.progress.total += r["progress_total"]
+    for key, error in retrying.items():
+        if out[key].error is None:
+            out[key].error = error
+    return out
+
+
+def apply_status(ws: Workstream, jobs: JobStatus | None, stamp: SummaryStamp | None, compression_model: str) -> None:
+    """Set a workstream's badge (and progress, last error) from its jobs and its summary's stamp."""
+    stale = stamp is not None and stale_fields(stamp.model, stamp.prompt_version, compression_model)
+    ws.compression = status_from_jobs(jobs, stamp is not None, stale)
+    if jobs:
+        ws.progress = jobs.progress
+        ws.last_error = jobs.error
+
+
+def workstreams_from_rows(rows: Iterable[Row], status: dict[str, JobStatus],
+                          compression_model: str) -> list[Workstream]:
+    """The workstream list from `queries.workstreams` rows (each with its summary's stamp) and the
+    folded job status."""
+    out = []
+    for row in rows:
+        ws = workstream_from_row(row)
+        model = row["summary_model"]
+        stamp = SummaryStamp(model, row["summary_prompt_version"]) if model is not None else None
+        apply_status(ws, status.get(ws.id), stamp, compression_model)
+        out.append(ws)
+    return out

@@ -38,8 +38,7 @@ class _NoSqlParameters(logging.Filter):
 logging.getLogger("aiosqlite").addFilter(_NoSqlParameters())
 
 
-class DatabaseError(Exception):
-    """The index could not be opened or written; names the file."""
+from arawn_core.errors import DatabaseError  # noqa: E402,F401  (defined with the other errors; re-exported)
 
 
 def ensure_private_dir(path: Path) -> None:

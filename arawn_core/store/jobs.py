@@ -14,23 +14,13 @@ import random
 import time
 from typing import Any
 
-from arawn_core.models import CompressionJob, JobKind, JobState, new_id, utc_now
-from arawn_core.store.converters import job_from_row
+from arawn_core.models import CompressionJob, JobKind, JobState, JobStatus, new_id, utc_now
+from arawn_core.store.converters import job_from_row, job_status_from_rows
+from arawn_core.store import queries
 from arawn_core.store.db import Database
+from arawn_core.store.recovery import orphaned_jobs
 
 REDUCE_KINDS = ("reduce", "rebuild")
-
-
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class JobQueue:
@@ -132,8 +122,7 @@ class JobQueue:
 
     async def recover_orphans(self) -> int:
         """Jobs left `running` by a process that is gone go back to `pending`."""
-        rows = await self.db.fetchall("SELECT id, owner_pid FROM jobs WHERE state = 'running'")
-        dead = [r["id"] for r in rows if r["owner_pid"] == self.pid or not _pid_alive(r["owner_pid"])]
+        dead = orphaned_jobs(await self.db.fetchall(queries.RUNNING_JOB_OWNERS), self.pid)
         if dead:
             async with self.db.transaction() as c:
                 await c.executemany(
@@ -157,17 +146,8 @@ class JobQueue:
             return cur.rowcount
 
     async def list(self, state: JobState | None = None, workstream_id: str | None = None,
-                   limit: int = 500) -> list[CompressionJob]:
-        sql = "SELECT * FROM jobs WHERE 1=1"
-        params: list[Any] = []
-        if state:
-            sql += " AND state = ?"
-            params.append(state.value)
-        if workstream_id:
-            sql += " AND workstream_id = ?"
-            params.append(workstream_id)
-        sql += " ORDER BY created_at DESC LIMIT ?"
-        params.append(limit)
+                   limit: int = queries.JOB_LIST_LIMIT) -> list[CompressionJob]:
+        sql, params = queries.jobs(state.value if state else None, workstream_id, limit)
         return [job_from_row(r) for r in await self.db.fetchall(sql, params)]
 
     async def open_count(self, workstream_id: str | None = None) -> int:
@@ -191,9 +171,8 @@ class JobQueue:
             return None
         return max(0.0, row[0] - time.time())
 
-    async def status_rows(self) -> list[Any]:
-        """Per workstream: open/failed job states and progress, for badges."""
-        return await self.db.fetchall(
-            "SELECT workstream_id, state, kind, last_error, progress_done, progress_total FROM jobs"
-            " WHERE state IN ('pending','running','failed')"
-        )
+    async def status(self, workstream_id: str | None = None, per_session: bool = False) -> dict[str, JobStatus]:
+        """Open and failed jobs folded per workstream (or, with `per_session`, per session of
+        `workstream_id`, session jobs only); the SQL and the folding are shared with the read path."""
+        sql, params = queries.job_status(workstream_id, per_session)
+        return job_status_from_rows(await self.db.fetchall(sql, params), per_session)

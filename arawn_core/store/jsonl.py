@@ -19,11 +19,7 @@ from typing import Any, Iterator
 FILE_MODE = 0o600
 
 
-class StorageFull(OSError):
-    """The disk is full: nothing was half-written, retry when space returns."""
-
-    def __str__(self) -> str:  # the message alone, without "[Errno 28]"
-        return str(self.strerror)
+from arawn_core.errors import StorageFull  # noqa: E402,F401  (defined with the other errors; re-exported)
 
 
 #: Out of space, whatever the limit: the disk (ENOSPC), a quota (EDQUOT) or a file size limit (EFBIG).

@@ -22,6 +22,7 @@ from arawn_core.models import (
     Session,
     Summary,
     SummaryKind,
+    SummaryStamp,
     Workstream,
     WorkstreamState,
     new_id,
@@ -35,18 +36,18 @@ from arawn_core.store.converters import (
     summary_to_params,
     workstream_from_row,
 )
+from arawn_core.store import queries
 from arawn_core.store.db import Database, ensure_private_dir
+from arawn_core.store.recovery import MESSAGES_FILE
 
 log = logging.getLogger(__name__)
 
-MESSAGES_FILE = "messages.jsonl"
 EVENTS_FILE = "events.jsonl"
 
 Progress = Callable[[int, int], None]
 
 
-class NotFound(LookupError):
-    pass
+from arawn_core.errors import NotFound  # noqa: E402,F401  (defined with the other errors; re-exported)
 
 
 def checked_id(value: str) -> str:
@@ -95,11 +96,12 @@ class Repository:
     async def _insert_workstream(self, c: Any, ws: Workstream) -> None:
         await c.execute(
             "INSERT OR REPLACE INTO workstreams (id, title, state, tags, created_at, updated_at, model,"
-            " system_prompt, is_scratch, summary_id, log_offset) VALUES (?,?,?,?,?,?,?,?,?,"
+            " system_prompt, is_scratch, summary_id, log_offset, session_count) VALUES (?,?,?,?,?,?,?,?,?,"
             " (SELECT summary_id FROM workstreams WHERE id = ?),"
-            " COALESCE((SELECT log_offset FROM workstreams WHERE id = ?), 0))",
+            " COALESCE((SELECT log_offset FROM workstreams WHERE id = ?), 0),"
+            " COALESCE((SELECT session_count FROM workstreams WHERE id = ?), 0))",
             (ws.id, ws.title, ws.state.value, json.dumps(ws.tags), ws.created_at, ws.updated_at,
-             ws.model, ws.system_prompt, int(ws.is_scratch), ws.id, ws.id),
+             ws.model, ws.system_prompt, int(ws.is_scratch), ws.id, ws.id, ws.id),
         )
 
     async def update_workstream(self, ws: Workstream, **changes: Any) -> Workstream:
@@ -119,12 +121,20 @@ class Repository:
             raise NotFound(f"no workstream with id {workstream_id}")
         return workstream_from_row(row)
 
-    async def workstream_rows(self, include_archived: bool) -> list[Any]:
-        where = "" if include_archived else "WHERE w.state = 'active'"
-        return await self.db.fetchall(
-            "SELECT w.*, (SELECT COUNT(*) FROM sessions s WHERE s.workstream_id = w.id) AS session_count"
-            f" FROM workstreams w {where} ORDER BY w.is_scratch DESC, w.updated_at DESC"
-        )
+    async def workstream_rows(self, include_archived: bool, limit: int | None = None) -> list[Any]:
+        """`queries.workstreams` rows (mapped by `converters.workstreams_from_rows`, as on the read path)."""
+        return await self.db.fetchall(queries.workstreams(include_archived, limit))
+
+    async def session_summary_stamps(self, workstream_id: str) -> dict[str, SummaryStamp]:
+        """session id -> its summary's text and what it was made with, for one workstream's sessions."""
+        rows = await self.db.fetchall(
+            "SELECT s.id, m.text, m.model, m.prompt_version FROM sessions s JOIN summaries m ON m.id = s.summary_id"
+            " WHERE s.workstream_id = ?", (workstream_id,))
+        return {r["id"]: SummaryStamp(r["model"], r["prompt_version"], r["text"]) for r in rows}
+
+    async def index_offsets(self) -> list[tuple[str, int]]:
+        """(workstream id, bytes of its messages.jsonl indexed so far), for crash recovery."""
+        return [(r[0], r[1]) for r in await self.db.fetchall(queries.LOG_OFFSETS)]
 
     async def find_workstreams_by_title(self, title: str) -> list[Workstream]:
         rows = await self.db.fetchall("SELECT * FROM workstreams WHERE title = ?", (title,))
@@ -475,6 +485,7 @@ class Repository:
                     counts[k] += v
                 if progress:
                     progress(i + 1, len(dirs))
+            await recount_sessions(c)
         return counts
 
     async def _reindex_workstream(self, c: Any, ws_id: str) -> dict[str, int]:
@@ -531,9 +542,7 @@ class Repository:
 
 def _note_import(last: dict[str, tuple[str, str]], m: Message) -> None:
     """Track (import key, latest timestamp) per imported session."""
-    meta = m.metadata if isinstance(m.metadata, dict) else {}
-    info = meta.get("import")
-    key = info.get("key") if isinstance(info, dict) else None
+    key = m.import_key
     if key:
         prev = last.get(m.session_id)
         last[m.session_id] = (key, max(m.timestamp, prev[1]) if prev else m.timestamp)
@@ -553,6 +562,12 @@ def _ws_from_event(ev: dict[str, Any]) -> Workstream:
         created_at=ev["created_at"], updated_at=ev["updated_at"], model=ev.get("model"),
         system_prompt=ev.get("system_prompt"), is_scratch=bool(ev.get("is_scratch")),
     )
+
+
+async def recount_sessions(c: Any) -> None:
+    """Every workstream's kept session count, counted afresh (reindex: whatever the triggers saw)."""
+    await c.execute("UPDATE workstreams SET session_count ="
+                    " (SELECT COUNT(*) FROM sessions s WHERE s.workstream_id = workstreams.id)")
 
 
 async def _rowids(c: Any, ids: list[str]) -> dict[str, int]:

@@ -123,4 +123,22 @@ MIGRATIONS: list[str] = [
     DROP TABLE messages_fts;
     INSERT OR REPLACE INTO kv (key, value) SELECT 'fts_rebuild', '1' WHERE EXISTS (SELECT 1 FROM messages);
     """,
+    # 4: a workstream's session count is kept with its row, maintained by triggers in the
+    # transaction that adds, removes or moves a session: listing 1,000 workstreams no longer
+    # counts 100,000 sessions on every call. Backfilled here; `reindex` recounts.
+    """
+    ALTER TABLE workstreams ADD COLUMN session_count INTEGER NOT NULL DEFAULT 0;
+    UPDATE workstreams SET session_count = (SELECT COUNT(*) FROM sessions s WHERE s.workstream_id = workstreams.id);
+    CREATE TRIGGER sessions_count_insert AFTER INSERT ON sessions BEGIN
+        UPDATE workstreams SET session_count = session_count + 1 WHERE id = new.workstream_id;
+    END;
+    CREATE TRIGGER sessions_count_delete AFTER DELETE ON sessions BEGIN
+        UPDATE workstreams SET session_count = session_count - 1 WHERE id = old.workstream_id;
+    END;
+    CREATE TRIGGER sessions_count_move AFTER UPDATE OF workstream_id ON sessions
+    WHEN old.workstream_id IS NOT new.workstream_id BEGIN
+        UPDATE workstreams SET session_count = session_count - 1 WHERE id = old.workstream_id;
+        UPDATE workstreams SET session_count = session_count + 1 WHERE id = new.workstream_id;
+    END;
+    """,
 ]

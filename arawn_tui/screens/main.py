@@ -21,11 +21,11 @@ from textual.timer import Timer
 from textual.widgets import Footer, OptionList, Static
 from textual.worker import Worker
 
-from arawn_core.core import UsageError
-from arawn_core.llm.errors import LLMError
+from arawn_core import events as ev
+from arawn_core.errors import ArawnError, NotFound
 from arawn_core.models import Session, WorkstreamState
-from arawn_core.store.repository import NotFound
 from arawn_tui import messages as m
+from arawn_tui import workers as groups
 from arawn_tui.formatting import local_time
 from arawn_tui.sanitize import inert, one_line
 from arawn_tui.screens.recall_actions import RecallActions
@@ -178,13 +178,14 @@ class MainScreen(RecallActions, Screen[None]):
             self.load_workstreams()
         else:
             await self.on_workstreams_loaded(m.WorkstreamsLoaded(message.workstreams))
+            if message.partial:  # the first screenful is up: now the whole list
+                self.load_workstreams()
 
-    @work(group="load-list", exclusive=True, exit_on_error=False)
+    @work(group=groups.LOAD_LIST, exclusive=True, exit_on_error=False)
     async def load_workstreams(self, select: str | None = None) -> None:
         core = self.core
         assert core is not None
         self.post_message(m.WorkstreamsLoaded(await core.list_workstreams(), select))
-        self.post_message(m.QueueLength(await core.queue_length()))
 
     async def on_workstreams_loaded(self, message: m.WorkstreamsLoaded) -> None:
         select = message.select or self.ws_id
@@ -201,12 +202,6 @@ class MainScreen(RecallActions, Screen[None]):
             if not self.replying:
                 await self.chat.show([], EMPTY_HINT)
 
-    def on_backend_checked(self, message: m.BackendChecked) -> None:
-        self.status.info = message.info
-        self.status.model = message.model
-
-    def on_queue_length(self, message: m.QueueLength) -> None:
-        self.status.queue = message.length
 
     # ---- selection --------------------------------------------------------------------
     @on(OptionList.OptionHighlighted, "#workstreams")
@@ -227,7 +222,7 @@ class MainScreen(RecallActions, Screen[None]):
             # and chat load once the highlight rests, not for every row passed on the way.
             self._select_timer = self.set_timer(SELECT_SETTLE_S, lambda: self.load_workstream(ws_id))
 
-    @work(group="load-ws", exclusive=True, exit_on_error=False)
+    @work(group=groups.LOAD_WORKSTREAM, exclusive=True, exit_on_error=False)
     async def load_workstream(self, ws_id: str, with_chat: bool = True) -> None:
         """Everything shown for one workstream: sessions, summary, the live session's chat."""
         core = self.core
@@ -301,7 +296,7 @@ class MainScreen(RecallActions, Screen[None]):
         if session is not None:
             self.load_session_summary(session)
 
-    @work(group="load-session", exclusive=True, exit_on_error=False)
+    @work(group=groups.LOAD_SESSION, exclusive=True, exit_on_error=False)
     async def load_session_summary(self, session: Session) -> None:
         core = self.core
         assert core is not None
@@ -320,7 +315,7 @@ class MainScreen(RecallActions, Screen[None]):
             self._set_title()
             self.open_transcript(session)
 
-    @work(group="load-ws", exclusive=True, exit_on_error=False)
+    @work(group=groups.LOAD_WORKSTREAM, exclusive=True, exit_on_error=False)
     async def open_transcript(self, session: Session) -> None:
         core = self.core
         assert core is not None
@@ -356,28 +351,27 @@ class MainScreen(RecallActions, Screen[None]):
         self._update_stop_key()
 
     # ---- engine events -------------------------------------------------------------
-    def on_workstream_changed(self, message: m.WorkstreamChanged) -> None:
-        self._mark_dirty(message.workstream_id)
-
-    def on_session_closed(self, message: m.SessionClosed) -> None:
-        self._mark_dirty(message.workstream_id)
-        if message.workstream_id == self.ws_id and self.viewing_session is None and not self.replying:
-            # e.g. ended for being idle: the next message starts a new session from the summary
-            self.post_message(m.TranscriptLoaded(message.workstream_id, None, [], read_only=False))
-
-    def on_job_scheduled(self, message: m.JobScheduled) -> None:
-        self._mark_dirty(message.workstream_id)
-
-    def on_job_running(self, message: m.JobRunning) -> None:
-        self.workstream_list.set_job_progress(message.workstream_id, message.job_id, 0, 0)
-        self._mark_dirty(message.workstream_id)
-
-    def on_job_progressed(self, message: m.JobProgressed) -> None:
-        self.workstream_list.set_job_progress(message.workstream_id, message.job_id, message.done, message.total)
-
-    def on_job_finished(self, message: m.JobFinished) -> None:
-        self.workstream_list.job_ended(message.workstream_id, message.job_id)
-        self._mark_dirty(message.workstream_id)
+    def on_engine_event(self, message: m.EngineEvent) -> None:
+        """Each engine event as the core published it; it bubbles on to the app (toasts)."""
+        event = message.event
+        if isinstance(event, ev.JobProgress):
+            self.workstream_list.set_job_progress(event.workstream_id, event.job_id, event.done, event.total)
+            return
+        if isinstance(event, ev.BackendChecked):
+            self.status.info = event.info
+            self.status.model = event.model
+        elif isinstance(event, ev.QueueLength):
+            self.status.queue = event.length
+        elif isinstance(event, ev.JobStarted):
+            self.workstream_list.set_job_progress(event.workstream_id, event.job_id, 0, 0)
+        elif isinstance(event, (ev.JobCompleted, ev.JobFailed)):
+            self.workstream_list.job_ended(event.workstream_id, event.job_id)
+        elif isinstance(event, ev.SessionEnded):
+            if event.workstream_id == self.ws_id and self.viewing_session is None and not self.replying:
+                # e.g. ended for being idle: the next message starts a new session from the summary
+                self.post_message(m.TranscriptLoaded(event.workstream_id, None, [], read_only=False))
+        if isinstance(event, ev.WorkstreamEvent):
+            self._mark_dirty(event.workstream_id)
 
     def _mark_dirty(self, workstream_id: str) -> None:
         self._dirty.add(workstream_id)
@@ -391,7 +385,7 @@ class MainScreen(RecallActions, Screen[None]):
             self._refresh_running = True
             self.refresh_dirty()
 
-    @work(group="refresh", exit_on_error=False)
+    @work(group=groups.REFRESH, exit_on_error=False)
     async def refresh_dirty(self) -> None:
         """Reload the rows (and the selected workstream's details) that engine events touched.
 
@@ -419,7 +413,6 @@ class MainScreen(RecallActions, Screen[None]):
                         if session is not None:
                             self.post_message(m.SessionSummaryLoaded(ws_id, session,
                                                                      await core.session_summary(session.id)))
-                self.post_message(m.QueueLength(await core.queue_length()))
         finally:
             self._refresh_running = False
 
@@ -457,7 +450,7 @@ class MainScreen(RecallActions, Screen[None]):
         self.reply_worker = self.stream_reply(self.ws_id, event.text)
         self._update_stop_key()
 
-    @work(group="chat", exit_on_error=False)
+    @work(group=groups.CHAT, exit_on_error=False)
     async def stream_reply(self, ws_id: str | None, text: str) -> None:
         """Send one message and stream the reply; errors the user can act on go into the chat."""
         core = self.core
@@ -470,7 +463,7 @@ class MainScreen(RecallActions, Screen[None]):
                 self.post_message(m.ChatTargetChosen(ws_id))
             async for piece in core.send(ws_id, text, on_recall=self.recall_noter(ws_id)):
                 self.post_message(m.ReplyPiece(ws_id, piece))
-        except (LLMError, UsageError) as exc:
+        except ArawnError as exc:
             ended.error = str(exc)
         except asyncio.CancelledError:
             ended.stopped = True
@@ -510,7 +503,7 @@ class MainScreen(RecallActions, Screen[None]):
             return
         self.end_session(self.ws_id)
 
-    @work(group="actions", exit_on_error=False)
+    @work(group=groups.ACTIONS, exit_on_error=False)
     async def end_session(self, ws_id: str) -> None:
         core = self.core
         assert core is not None
@@ -531,14 +524,14 @@ class MainScreen(RecallActions, Screen[None]):
         if self._need_core() is not None and self._need_workstream() is not None:
             self.compress(self.ws_id, rebuild=True)
 
-    @work(group="actions", exit_on_error=False)
+    @work(group=groups.ACTIONS, exit_on_error=False)
     async def compress(self, ws_id: str, rebuild: bool) -> None:
         core = self.core
         assert core is not None
         try:
             jobs = await core.compress(ws_id, rebuild=rebuild)
-        except UsageError as exc:
-            self.notify(str(exc), severity="error", markup=False)
+        except ArawnError as exc:
+            self.notify(exc.message, severity="error", markup=False)
             return
         if jobs:
             what = "Rebuilding the summary" if rebuild else f"Compressing: {len(jobs)} job{'s' if len(jobs) != 1 else ''} queued"
@@ -550,15 +543,14 @@ class MainScreen(RecallActions, Screen[None]):
         if self._need_core() is not None:
             self.retry_failed()
 
-    @work(group="actions", exit_on_error=False)
+    @work(group=groups.ACTIONS, exit_on_error=False)
     async def retry_failed(self) -> None:
         core = self.core
         assert core is not None
         n = await core.retry_jobs()
         self.notify(f"Retrying {n} failed job{'s' if n != 1 else ''}." if n else "No failed jobs to retry.")
         if n:
-            self.arawn.pump_jobs()
-            self._mark_dirty("")
+            self._mark_dirty("")  # the scheduler wakes on the retry by itself
 
     # ---- search ------------------------------------------------------------------------------
     def action_search(self) -> None:
@@ -597,7 +589,7 @@ class MainScreen(RecallActions, Screen[None]):
         session_id = hit.session_id if hit.kind != "workstream_summary" else None
         self.open_hit(hit.workstream_id, session_id, hit.message_id)
 
-    @work(group="load-ws", exclusive=True, exit_on_error=False)
+    @work(group=groups.LOAD_WORKSTREAM, exclusive=True, exit_on_error=False)
     async def open_hit(self, ws_id: str, session_id: str | None, message_id: str | None) -> None:
         core = self.core
         assert core is not None
@@ -638,7 +630,7 @@ class MainScreen(RecallActions, Screen[None]):
         if self._need_core() is not None:
             self.new_workstream()
 
-    @work(group="dialog", exit_on_error=False)
+    @work(group=groups.DIALOG, exit_on_error=False)
     async def new_workstream(self) -> None:
         from arawn_tui.screens.dialogs import TextPrompt
 
@@ -654,7 +646,7 @@ class MainScreen(RecallActions, Screen[None]):
         if self._need_core() is not None and self._need_workstream() is not None:
             self.rename_workstream(self.ws_id)
 
-    @work(group="dialog", exit_on_error=False)
+    @work(group=groups.DIALOG, exit_on_error=False)
     async def rename_workstream(self, ws_id: str) -> None:
         from arawn_tui.screens.dialogs import TextPrompt
 
@@ -669,7 +661,7 @@ class MainScreen(RecallActions, Screen[None]):
         if self._need_core() is not None and self._need_workstream() is not None:
             self.archive_workstream(self.ws_id)
 
-    @work(group="dialog", exit_on_error=False)
+    @work(group=groups.DIALOG, exit_on_error=False)
     async def archive_workstream(self, ws_id: str) -> None:
         from arawn_tui.screens.dialogs import Confirm
 
@@ -685,7 +677,7 @@ class MainScreen(RecallActions, Screen[None]):
         if self._need_core() is not None and self._need_workstream() is not None:
             self.set_model(self.ws_id)
 
-    @work(group="dialog", exit_on_error=False)
+    @work(group=groups.DIALOG, exit_on_error=False)
     async def set_model(self, ws_id: str) -> None:
         from arawn_tui.screens.dialogs import DEFAULT_MODEL, ModelPicker
 
@@ -704,7 +696,7 @@ class MainScreen(RecallActions, Screen[None]):
         if self._need_core() is not None and self._need_workstream() is not None:
             self.set_system_prompt(self.ws_id)
 
-    @work(group="dialog", exit_on_error=False)
+    @work(group=groups.DIALOG, exit_on_error=False)
     async def set_system_prompt(self, ws_id: str) -> None:
         from arawn_tui.screens.dialogs import MultilinePrompt
 

@@ -29,7 +29,8 @@ from textual.widgets import Checkbox, Footer, Input, OptionList, Static
 from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState
 
-from arawn_core.core import UsageError
+from arawn_core.errors import UsageError
+from arawn_tui import workers as groups
 from arawn_core.search import QueryError, SearchHit, parse_query
 from arawn_tui import messages as m
 from arawn_tui.formatting import local_time
@@ -189,7 +190,7 @@ class SearchScreen(ModalScreen[SearchHit | None]):
             self._timer = None
         query = self.query_text.strip()
         if not query:
-            self.workers.cancel_group(self, "search")
+            self.workers.cancel_group(self, groups.SEARCH)
             self._show([], None, "")
             return
         generation = self.generation
@@ -204,7 +205,7 @@ class SearchScreen(ModalScreen[SearchHit | None]):
             scope = self.workstream_id if self.this_workstream else None
             self.run_search(self.query_text.strip(), scope, generation)
 
-    @work(group="search", exclusive=True, exit_on_error=False, description="search")
+    @work(group=groups.SEARCH, exclusive=True, exit_on_error=False, description="search")
     async def run_search(self, query: str, workstream_id: str | None, generation: int) -> None:
         core = self.app.core  # type: ignore[attr-defined]
         if core is None:
@@ -224,7 +225,7 @@ class SearchScreen(ModalScreen[SearchHit | None]):
     @on(Worker.StateChanged)
     def search_failed(self, event: Worker.StateChanged) -> None:
         """An unexpected failure: say so here (the app's handler still raises its toast)."""
-        if event.worker.group == "search" and event.state is WorkerState.ERROR:
+        if event.worker.group == groups.SEARCH and event.state is WorkerState.ERROR:
             self._show([], f"The search failed: {type(event.worker.error).__name__}", self.query_text.strip())
 
     def _show(self, hits: list[SearchHit], error: str | None, query: str) -> None:

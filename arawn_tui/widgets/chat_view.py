@@ -353,5 +353,5 @@ def _message_widget(m: Message) -> ChatMessage:
     meta = m.metadata or {}
     recalled = meta.get("recalled") if isinstance(meta.get("recalled"), list) else None
     return ChatMessage(m.role, m.content, m.timestamp, message_id=m.id,
-                       note="stopped" if meta.get("interrupted") else "",
+                       note="stopped" if m.interrupted else "",
                        recalled=[r for r in recalled or [] if isinstance(r, dict) and r.get("id")])

@@ -10,6 +10,7 @@ hidden terminal hyperlinks: content is data.
 
 from __future__ import annotations
 
+import copy
 from functools import lru_cache
 
 from markdown_it import MarkdownIt
@@ -26,19 +27,24 @@ def _parser() -> MarkdownIt:
     return markdown_parser()  # building a parser costs more than parsing a message: one for all
 
 
-class InertMarkdown(RichMarkdown):
-    def __init__(self, text: str) -> None:
-        # Rich's __init__ builds a parser of its own and parses the text with it, only for
-        # the result to be replaced by ours: set what it sets, parsed once, by our parser
-        # (same renderer; HTML is shown as written instead of dropped).
-        self.markup = text
-        self.parsed = _parser().parse(text)
-        self.code_theme = "monokai"
-        self.justify = None
-        self.style = "none"
-        self.hyperlinks = False
-        self.inline_code_lexer = None
-        self.inline_code_theme = self.code_theme
+@lru_cache(maxsize=1)
+def _template() -> RichMarkdown:
+    """Rich's Markdown as Rich's own constructor sets it up (links shown with their URL, not
+    as hidden terminal hyperlinks), over an empty document."""
+    return RichMarkdown("", code_theme="monokai", hyperlinks=False)
+
+
+def inert_markdown(text: str) -> RichMarkdown:
+    """`text` as Rich's Markdown renderable, parsed once, by our parser (raw HTML shown as
+    written instead of dropped).
+
+    Rich's constructor would build a parser of its own for every document and parse the text
+    with it, only for the result to be replaced by ours: a copy of one constructed instance
+    gets our parse in its public `markup` and `parsed` attributes instead."""
+    md = copy.copy(_template())
+    md.markup = text
+    md.parsed = _parser().parse(text)
+    return md
 
 
 class RenderedOnce:
@@ -73,4 +79,4 @@ class MarkdownText(Static):
 
     def set_source(self, source: str) -> None:
         self.source = inert(source)
-        self.update(RenderedOnce(InertMarkdown(self.source)) if self.source else "")
+        self.update(RenderedOnce(inert_markdown(self.source)) if self.source else "")

@@ -1,4 +1,4 @@
-"""The status line above the footer: backend, model, reachability, queue length.
+"""The status line above the footer: backend, model, reachability, context used, pool hosts, queue length.
 
 No clock and nothing that changes by itself, so snapshots are stable.
 """
@@ -28,7 +28,8 @@ class StatusBar(Static):
             parts.append(Content.styled(f"● {info.kind}", "bold $success"))
             parts.append(Content(one_line(info.host, 80)))
         else:
-            hint = "is `ollama serve` running?" if info.kind == "ollama" else one_line(info.detail, 80)
+            hint = "is `ollama serve` running?" if info.kind == "ollama" and not info.hosts \
+                else one_line(info.detail, 80)
             parts.append(Content.styled(f"✗ {info.kind} unreachable at {one_line(info.host, 80)}", "bold $error"))
             if hint:
                 parts.append(Content.styled(hint, "$error"))
@@ -38,7 +39,26 @@ class StatusBar(Static):
                     and f"{self.model}:latest" not in info.models:
                 model = Content.assemble(model, (" (not installed)", "$warning"))
             parts.append(model)
+        parts.extend(_context_and_hosts(info))
         parts.append(Content(f"queue {self.queue}"))
         if self.activity:
             parts.append(Content.styled(self.activity, "$text-muted"))
         return Content(" · ").join(parts)
+
+
+def _context_and_hosts(info: BackendInfo | None) -> list[Content]:
+    """"ctx 2048 (server's; configured 8192)" once the server has said, and for a pool "hosts 2/3 up"."""
+    parts: list[Content] = []
+    if info is None:
+        return parts
+    plan = info.context
+    if plan is not None and plan.server:  # nothing to compare while the server has not said
+        if plan.which == "server":
+            parts.append(Content(f"ctx {plan.used} (server's; configured {plan.configured or 'auto'})"))
+        else:
+            parts.append(Content(f"ctx {plan.used} (configured; server's {plan.server})"))
+    if info.hosts:
+        up = sum(1 for h in info.hosts if h.up)
+        text = Content(f"hosts {up}/{len(info.hosts)} up")
+        parts.append(text if up == len(info.hosts) else Content.styled(f"hosts {up}/{len(info.hosts)} up", "$warning"))
+    return parts

@@ -1,12 +1,20 @@
 """The workstream list: title, session count and a live compression badge per row.
 
-Built in one `set_options` call so a thousand workstreams render at once; a
-changed workstream re-renders only its own row (see `_replace_row`).
+A thousand workstreams must not hold up the first screen: `set_workstreams` builds and
+adds only the rows that can be on screen, and the rest after the frame that painted them,
+in a few steps (`FOLLOW_UP_ROWS` a step, each after the previous one's frame), so keys
+typed meanwhile are not held up either. Until then
+the missing rows are added on demand (reaching for one by id or index, or the last row).
+A changed workstream gets a new row through OptionList's public `replace_option_prompt`;
+the rows' heights are remembered (`formatting.ListRow`), so the re-measure that follows is
+a thousand lookups, not a thousand wraps. Only public Textual API.
 """
 
 from __future__ import annotations
 
 from textual.content import Content
+from textual.geometry import Region
+from textual.strip import Strip
 from textual.timer import Timer
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
@@ -28,6 +36,7 @@ def workstream_row(ws: Workstream) -> Content:
 
 
 PROGRESS_REPAINT_S = 0.25
+FOLLOW_UP_ROWS = 250  # rows added per step after the first frame (a few ms each)
 
 
 class WorkstreamList(OptionList):
@@ -39,15 +48,75 @@ class WorkstreamList(OptionList):
         self.running_jobs: dict[str, dict[str, JobProgress]] = {}
         self._progress_rows: set[str] = set()
         self._progress_timer: Timer | None = None
+        self._pending: dict[str, None] = {}  # ids whose rows are added after the first frame, in order
+        self._follow_up_due = False
 
     def set_workstreams(self, workstreams: list[Workstream], select: str | None = None) -> None:
-        """Replace every row in one call; keep (or move to) the selected workstream."""
+        """Replace every row; keep (or move to) the selected workstream.
+
+        The rows that fit on screen (and the selected one) now, the others after the first
+        frame (`_add_pending`)."""
         self.workstreams = {ws.id: ws for ws in workstreams}
-        self.set_options(Option(workstream_row(ws), id=ws.id) for ws in workstreams)
+        order = [ws.id for ws in workstreams]
+        first = max(self._rows_on_screen(), order.index(select) + 1 if select in self.workstreams else 0)
+        self._pending = dict.fromkeys(order[first:])  # in list order
+        self._follow_up_due = False
+        self.set_options(self._option(ws_id) for ws_id in order[:first])
         if select and select in self.workstreams:
             self.highlighted = self.get_option_index(select)
         elif workstreams:
             self.highlighted = 0
+
+    def _rows_on_screen(self) -> int:
+        """How many rows can be visible at most: every row is at least one line high."""
+        region = self.scrollable_content_region
+        return max(region.height, self.app.size.height if self.is_attached else 0) + 1
+
+    def _option(self, ws_id: str) -> Option:
+        return Option(workstream_row(self.workstreams[ws_id]), id=ws_id)
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        """The Line API's paint: once the rows on screen are painted, the next step of rows not
+        added yet follows that frame (each step's own paint schedules the next)."""
+        lines = super().render_lines(crop)
+        if self._pending and not self._follow_up_due:
+            self._follow_up_due = True
+            self.call_after_refresh(self._add_pending)
+        return lines
+
+    def _add_pending(self, all_of_them: bool = False) -> None:
+        """Add the next rows not added yet (all of them if asked), from the current data."""
+        self._follow_up_due = False
+        if not self._pending:
+            return
+        ids = list(self._pending)
+        n = len(ids) if all_of_them else FOLLOW_UP_ROWS
+        batch, self._pending = ids[:n], dict.fromkeys(ids[n:])
+        self.add_options([self._option(ws_id) for ws_id in batch])
+
+    @property
+    def complete(self) -> bool:
+        """Every workstream has its row (the follow-up steps after the first frame are done)."""
+        return not self._pending
+
+    # ---- reaching a row not added yet adds the rest first --------------------------
+    def get_option_index(self, option_id: str) -> int:
+        if option_id in self._pending:
+            self._add_pending(all_of_them=True)
+        return super().get_option_index(option_id)
+
+    def validate_highlighted(self, highlighted: int | None) -> int | None:
+        if highlighted is not None and self._pending and highlighted >= self.option_count:
+            self._add_pending(all_of_them=True)
+        return super().validate_highlighted(highlighted)
+
+    def action_last(self) -> None:
+        self._add_pending(all_of_them=True)
+        super().action_last()
+
+    def action_page_down(self) -> None:
+        self._add_pending(all_of_them=True)
+        super().action_page_down()
 
     def update_workstream(self, ws: Workstream) -> bool:
         """Refresh one row; False when the workstream is not in the list (caller reloads)."""
@@ -64,7 +133,10 @@ class WorkstreamList(OptionList):
 
     def remove_workstream(self, workstream_id: str) -> None:
         if self.workstreams.pop(workstream_id, None) is not None:
-            self.remove_option(workstream_id)
+            if workstream_id in self._pending:
+                del self._pending[workstream_id]
+            else:
+                self.remove_option(workstream_id)
 
     def set_job_progress(self, workstream_id: str, job_id: str, done: int, total: int) -> None:
         """A live progress report: the badge becomes `running n/m` without a database read."""
@@ -88,29 +160,11 @@ class WorkstreamList(OptionList):
                 self._replace_row(ws_id)
 
     def _replace_row(self, ws_id: str) -> None:
-        """Show a workstream's row anew.
-
-        `OptionList.replace_option_prompt` drops the list's line cache, so the next paint
-        measures all rows again (tens of ms for a thousand workstreams, on every badge
-        change). A row whose height stays the same (nearly always: a new count or badge)
-        only needs itself rendered again, so here only the render cache is dropped.
-        """
-        prompt = workstream_row(self.workstreams[ws_id])
-        index = self.get_option_index(ws_id)
-        option = self.get_option_at_index(index)
-        old_height = self._line_cache.heights.get(index)
-        region = self.scrollable_content_region
-        if old_height is None or not region:
-            self.replace_option_prompt(ws_id, prompt)
+        """Show a workstream's row anew (a row not added yet is built from the current data
+        when it is added)."""
+        if ws_id in self._pending:
             return
-        option._set_prompt(prompt)
-        padding = self.get_component_styles("option-list--option").padding
-        width = region.width - self._get_left_gutter_width() - padding.width
-        if self._get_visual(option).get_height(self.styles, width) + option._divider != old_height:
-            self.replace_option_prompt(ws_id, prompt)  # taller or shorter: every row below moves
-            return
-        self._option_render_cache.clear()  # rendered rows; only the visible ones are rendered again
-        self.refresh()
+        self.replace_option_prompt(ws_id, workstream_row(self.workstreams[ws_id]))
 
     def job_ended(self, workstream_id: str, job_id: str) -> None:
         jobs = self.running_jobs.get(workstream_id)

@@ -53,8 +53,8 @@ CONFIGS: dict[str, tuple[str, bytes]] = {
                   b"[workstream.compression]\nretry_base_s = inf\n"),
     "range_zero_concurrency": ("workstream.compression.max_concurrency must be between 1 and 64",
                                b"[workstream.compression]\nmax_concurrency = 0\n"),
-    "choice_backend": ("llm.backend must be one of auto, ollama, embedded, found 'openai'",
-                       b'[llm]\nbackend = "openai"\n'),
+    "choice_backend": ("llm.backend must be one of auto, ollama, openai, embedded, found 'vllm'",
+                       b'[llm]\nbackend = "vllm"\n'),
     # unknown keys and sections
     "unknown_key": ("unknown key llm.modle (did you mean llm.model?)", b'[llm]\nmodle = "x"\n'),
     "unknown_top_key": ("unknown key debug", b"debug = true\n"),

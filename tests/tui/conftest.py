@@ -15,7 +15,10 @@ from textual.pilot import Pilot
 
 from arawn_core.config import Settings, parse_settings
 from arawn_core.core import ArawnCore
+from arawn_core.runtime import Scheduler
 from arawn_tui.app import ArawnApp
+from arawn_tui import workers as groups
+from arawn_tui.messages import EngineEvent
 from arawn_tui.factory import create_app
 from tests.fakes import FakeBackend
 
@@ -28,6 +31,7 @@ verbatim_max_chars = 0   # every session goes through the (fake) LLM
 retry_base_s = 0.05
 retry_max_s = 0.2
 max_concurrency = 2
+max_jobs = 2
 """
 
 FIXED_TS = "2026-01-15T12:00:00.000000Z"
@@ -41,7 +45,8 @@ def _tui_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("ARAWN_CONFIG", str(config))
     monkeypatch.setenv("TZ", "UTC")
     time.tzset()
-    monkeypatch.setattr(ArawnApp, "JOB_POLL_S", 0.1)
+    monkeypatch.setattr(Scheduler, "POLL_S", 0.1)
+    monkeypatch.setattr(Scheduler, "HEALTH_EVERY_S", 0.3)
     yield
     monkeypatch.undo()
     time.tzset()
@@ -77,6 +82,11 @@ class Recorder:
     def of(self, kind: type) -> list:
         return [m for m in self.messages if isinstance(m, kind)]
 
+    def events(self, kind: type) -> list:
+        """The engine events of `kind` the app posted (each once, though it bubbles through several nodes)."""
+        seen = {id(m.event): m.event for m in self.messages if isinstance(m, EngineEvent) and isinstance(m.event, kind)}
+        return list(seen.values())
+
 
 @pytest.fixture
 def recorder() -> Recorder:
@@ -105,8 +115,9 @@ async def settle(pilot: Pilot) -> None:
     app: ArawnApp = pilot.app  # type: ignore[assignment]
 
     def idle() -> bool:
-        return not any(w.group in ("compression", "refresh", "load-ws", "actions", "chat", "load-list")
-                       and not w.is_finished for w in app.workers)
+        if app.scheduler is not None and app.scheduler.running_jobs:
+            return False
+        return not any(w.group in groups.LOADING | {groups.CHAT} and not w.is_finished for w in app.workers)
 
     await wait_until(pilot, idle, what="workers to finish")
     await pilot.pause(0.2)

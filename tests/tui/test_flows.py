@@ -5,7 +5,8 @@ from __future__ import annotations
 from textual.notifications import Notify
 from textual.widgets import Input
 
-from arawn_core.llm.errors import ModelNotFound
+from arawn_core import events as ev
+from arawn_core.errors import ModelNotFound
 from arawn_core.models import CompressionStatus, JobState
 from arawn_tui import messages as m
 from arawn_tui.widgets.chat_input import ChatInput
@@ -73,10 +74,9 @@ async def test_chat_end_session_compresses_and_shows_summary(make_app, backend: 
         await wait_until(pilot, lambda: "MARKER-one" in summary_markdown(app), what="summary on screen")
         await settle(pilot)
 
-        running = recorder.of(m.JobRunning)
-        finished = recorder.of(m.JobFinished)
+        running = recorder.events(ev.JobStarted)
         assert {j.kind for j in running} >= {"session", "reduce"}
-        assert all(f.ok for f in finished)
+        assert not recorder.events(ev.JobFailed) and len(recorder.events(ev.JobCompleted)) == len(running)
         toasts = [n.notification.message for n in recorder.of(Notify)]
         assert any("summarized" in t for t in toasts) and any("updated" in t for t in toasts)
         meta = str(app.main_screen.query_one("#ws-meta").render())
@@ -111,7 +111,7 @@ async def test_ctrl_k_compresses_the_selected_workstream(tui_settings, make_app,
         await wait_until(pilot, lambda: "MARKER-manual" in summary_markdown(app), what="summary")
         await settle(pilot)
         assert badge_of(app, ws.id) == "done"
-        assert {j.kind for j in recorder.of(m.JobScheduled)} >= {"session"}
+        assert {j.kind for j in recorder.events(ev.JobQueued)} >= {"session"}
         assert (await app.core.workstream_summary(ws.id)) is not None
 
 
@@ -128,7 +128,7 @@ async def test_failed_job_shows_reason_and_ctrl_r_retries(make_app, backend: Fak
 
         error_line = str(app.main_screen.query_one("#ws-error").render())
         assert "ollama pull fake-model" in error_line
-        failures = [f for f in recorder.of(m.JobFinished) if not f.ok]
+        failures = recorder.events(ev.JobFailed)
         assert failures and not failures[0].will_retry and "not found" in failures[0].error
         errors = [n.notification for n in recorder.of(Notify) if n.notification.severity == "error"]
         assert errors and "ollama pull fake-model" in errors[0].message
@@ -213,13 +213,17 @@ async def test_backend_down_status_line_chat_error_and_jobs_wait(make_app, recor
         assert [x.role for x in await app.core.session_messages(session.id)] == ["user"]
 
         await pilot.press("ctrl+e")
-        await wait_until(pilot, lambda: any(not f.ok and f.will_retry for f in recorder.of(m.JobFinished)),
-                         what="a transient failure")
-        assert badge_of(app, ws_id) in ("pending", "running")
-        warnings = [n.notification for n in recorder.of(Notify) if n.notification.severity == "warning"]
-        assert any("retrying" in w.message for w in warnings)
+        # the scheduler knows the backend is down: the job waits, unclaimed, and the user is told
+        calls = down.calls
+        await wait_until(pilot, lambda: recorder.events(ev.JobQueued), what="the session's job queued")
+        await wait_until(pilot, lambda: any("compression waits" in n.notification.message
+                                            for n in recorder.of(Notify)), what="the waiting toast")
+        await wait_until(pilot, lambda: badge_of(app, ws_id) == "pending", what="pending badge")
+        await pilot.pause(0.5)  # several scheduler polls later: still not tried
+        assert badge_of(app, ws_id) == "pending" and down.calls == calls
+        assert not app.scheduler.backend_up and not app.scheduler.running_jobs
 
-        down.down = False  # the backend comes back: the poll retries without user action
+        down.down = False  # the backend comes back: the health check resumes the jobs without user action
         await wait_until(pilot, lambda: badge_of(app, ws_id) == "done", timeout=15, what="done after recovery")
         await settle(pilot)
 
@@ -338,7 +342,7 @@ async def test_summary_panel_toggles(make_app):
         assert panel.display
 
 
-async def test_at_most_max_concurrency_job_workers(tui_settings, make_app, backend: FakeBackend):
+async def test_at_most_max_jobs_running(tui_settings, make_app, backend: FakeBackend):
     core = await open_core(tui_settings)
     ids = []
     for n in range(4):
@@ -355,8 +359,7 @@ async def test_at_most_max_concurrency_job_workers(tui_settings, make_app, backe
         await ready(pilot)
         await wait_until(pilot, lambda: backend.in_flight == 2, what="two jobs in flight")
         await pilot.pause(0.5)  # several poll ticks later, still two
-        workers = [w for w in app.workers if w.group == "compression" and not w.is_finished]
-        assert len(workers) == 2 and backend.in_flight == 2
+        assert len(app.scheduler.running_jobs) == 2 and backend.in_flight == 2
         assert sorted(badge_of(app, i) for i in ids).count("running") == 2
         backend.resume()
         await wait_until(pilot, lambda: all(badge_of(app, i) == "done" for i in ids), timeout=20, what="all done")
@@ -422,8 +425,8 @@ async def test_ollama_host_with_nothing_listening_is_shown_at_once_then_checked(
     app = create_app(settings)
     async with app.run_test(size=(120, 40), message_hook=recorder) as pilot:
         await ready(pilot)
-        def checks() -> list[m.BackendChecked]:  # each is recorded by the screen and again by the app
-            return list({id(c): c for c in recorder.of(m.BackendChecked)}.values())
+        def checks() -> list[ev.BackendChecked]:
+            return recorder.events(ev.BackendChecked)
 
         await wait_until(pilot, lambda: len(checks()) >= 2, what="both backend checks")
         quick, full = checks()[:2]

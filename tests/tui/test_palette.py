@@ -11,7 +11,7 @@ from textual.widgets import Input, OptionList, TextArea
 from arawn_core.models import WorkstreamState
 from arawn_tui.screens.dialogs import Confirm, ModelPicker, MultilinePrompt, TextPrompt
 from arawn_tui.widgets.chat_view import ChatMessage
-from arawn_tui.widgets.markdown_text import InertMarkdown, MarkdownText
+from arawn_tui.widgets.markdown_text import MarkdownText, inert_markdown
 from arawn_tui.widgets.workstream_list import WorkstreamList
 from tests.tui.conftest import open_core, ready, settle, wait_until
 from tests.tui.test_flows import chat, new_workstream
@@ -20,7 +20,7 @@ from tests.tui.test_flows import chat, new_workstream
 def rendered_text(markdown_source: str) -> str:
     """What the reply looks like on screen, as plain text."""
     console = Console(width=200, file=io.StringIO(), color_system=None)
-    console.print(InertMarkdown(markdown_source))
+    console.print(inert_markdown(markdown_source))
     return console.file.getvalue()
 
 

@@ -17,6 +17,7 @@ from textual.widgets import Input
 
 from arawn_core.config import Settings
 from arawn_tui.app import ArawnApp
+from arawn_tui import workers as groups
 from arawn_tui.factory import create_app
 from arawn_tui.widgets.chat_input import ChatInput
 from arawn_tui.widgets.chat_view import ChatMessage
@@ -68,9 +69,8 @@ async def steady(pilot: Pilot) -> None:
     status = app.main_screen.query_one(StatusBar)
     await wait_until(pilot, lambda: status.info is not None, what="backend check")
     app.main_screen.query_one(ChatInput).cursor_blink = False
-    await wait_until(pilot, lambda: not any(
-        w.group in ("refresh", "load-ws", "load-list", "load-session", "compression", "actions")
-        and not w.is_finished for w in app.workers), what="loads to finish")
+    await wait_until(pilot, lambda: not (app.scheduler and app.scheduler.running_jobs) and not any(
+        w.group in groups.LOADING and not w.is_finished for w in app.workers), what="loads to finish")
     await pilot.pause(0.2)
 
 
