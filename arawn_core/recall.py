@@ -11,9 +11,11 @@ Why terms and not the raw message: a question shares few words with its
 answer, and function words match everything. Salient terms are the message's
 words minus stop words; identifiers, codes and numbers always count. A term
 that is common in the index (in more than COMMON_FRACTION of a full shard's
-messages) says nothing about which message is meant and costs the most to
-rank, so it is dropped (unless every term is common: then nothing is
-recalled). What is left is OR-ed, so an answer that holds only some of the
+messages) says nothing about which message is meant, and the query's terms
+together may match at most QUERY_MATCHES messages (ranking costs about a
+microsecond a match): the rarest terms are kept first. When only frequent
+words are left in a big history, the two rarest are ranked over the newest
+shards alone (recent messages first, latency bounded). What is left is OR-ed, so an answer that holds only some of the
 question's words still matches.
 
 Why fenced: recalled text is untrusted (pasted pages, a user testing the
@@ -36,15 +38,20 @@ from arawn_core.models import parse_ts
 from arawn_core.store import fts, jsonl
 
 #: A term in more than this share of a full shard's messages is too common to pick a message.
-COMMON_FRACTION = 0.01
-#: The query's terms together occur in at most this share of the messages (besides the rarest term).
-QUERY_SHARE = 0.012
+COMMON_FRACTION = 0.05
+#: The query's terms together match at most about this many messages of the whole index (the
+#: ranking's cost); past it only the rarest terms, over the newest shards, are used.
+QUERY_MATCHES = 5_000
 #: Below this many messages in the reference shard, frequencies say little: every term is kept.
 MIN_DOCS_FOR_FREQUENCY = 2_000
 #: At most this many terms go into the query (identifiers first, then the rarest).
 MAX_TERMS = 10
 #: The best matches (by term weight) whose text is read and scored.
 CANDIDATES = 32
+#: Matches ranked by term weight in SQL, from which the workstream's CANDIDATES are taken.
+RANKED = 1_024
+#: Of a very long message (a pasted document) only this much is searched for the terms and excerpted.
+SCAN_CHARS = 32_000
 #: Occurrences of a term counted in one message (BM25's tf saturates long before).
 TF_ENOUGH = 4
 #: At most this many messages in the block.
@@ -227,7 +234,7 @@ async def recall(db: Any, messages_path: Callable[[str], Any], workstream_id: st
         return Recall(terms)
     top = (await db.fetchone("SELECT max(rowid) FROM messages"))[0] or 0
     weights, share = await _term_weights(db, terms, shards, top)
-    kept = _pick_terms(terms, weights, share)
+    kept, shards = _pick_terms(terms, weights, share, shards, top)
     if not kept:
         return Recall(terms)
     candidates = await _rank(db, workstream_id, kept, weights, shards, exclude_session, exclude_from_rowid)
@@ -235,6 +242,7 @@ async def recall(db: Any, messages_path: Callable[[str], Any], workstream_id: st
         return Recall(kept)
     contents = await asyncio.to_thread(_read_contents, messages_path(workstream_id), candidates)
     for c, content in zip(candidates, contents):
+        content = content[:SCAN_CHARS]
         c.content, c.lower = content, content.lower()
         # the substring test first: the regex (word boundaries) only runs where the word is
         c.matched = tuple(t for t in kept if t.stem in c.lower and t.pattern().search(content))
@@ -275,21 +283,29 @@ async def _term_weights(db: Any, terms: list[Term], shards: list[int],
     return weights, share
 
 
-def _pick_terms(terms: list[Term], weights: dict[Term, float], share: dict[Term, float]) -> list[Term]:
-    """The rarest usable terms, while together they occur in at most QUERY_SHARE of the messages.
+def _pick_terms(terms: list[Term], weights: dict[Term, float], share: dict[Term, float], shards: list[int],
+                top: int) -> tuple[list[Term], list[int]]:
+    """The rarest usable terms, while together they match at most QUERY_MATCHES messages; and the
+    shards to rank them in (all of them, unless only frequent terms are left: then the newest few).
 
-    Ranking costs about 2 µs a matching message in every shard, so the query's reach is what
+    Ranking costs about a microsecond a match, in every shard, so the query's reach is what
     bounds the latency; the rarest terms are also the ones that tell messages apart.
     """
     usable = sorted((t for t in terms if weights.get(t, 0.0) > 0), key=lambda t: (share[t], not t.code))
     kept: list[Term] = []
     reach = 0.0
     for term in usable[:MAX_TERMS]:
-        if kept and reach + share[term] > QUERY_SHARE:
+        matches = share[term] * top
+        if reach + matches > QUERY_MATCHES:
             continue  # a rarer one further on may still fit
         kept.append(term)
-        reach += share[term]
-    return kept
+        reach += matches
+    if kept or not usable:
+        return kept, shards
+    # only words frequent across a big history: the two rarest, over the newest shards that the reach allows
+    kept = usable[:2]
+    per_shard = sum(share[t] for t in kept) * fts.SHARD_ROWS
+    return kept, shards[-max(1, int(QUERY_MATCHES / max(per_shard, 1.0))):]
 
 
 async def _rank(db: Any, workstream_id: str, terms: list[Term], weights: dict[Term, float], shards: list[int],
@@ -300,29 +316,50 @@ async def _rank(db: Any, workstream_id: str, terms: list[Term], weights: dict[Te
     the cost of listing the matches' rowids, which is all this needs (one statement, every
     shard and term); the best few are scored with tf and length later, from their text.
     """
-    parts, params = [], []
+    exclude = [exclude_session or "", exclude_from_rowid or 0]
+    rows = await db.fetchall(_ranking_sql(terms, shards, False), _ranking_params(terms, shards, weights, []))
+    score = {rid: w for rid, w in rows}
+    out = await _this_workstreams(db, [rid for rid, _ in rows], score, workstream_id, exclude)
+    if len(out) < CANDIDATES and len(rows) == RANKED:
+        # the workstream is a small part of a big index: rank its own matches only (a join per match)
+        rows = await db.fetchall(_ranking_sql(terms, shards, True),
+                                 _ranking_params(terms, shards, weights, [workstream_id, *exclude]))
+        score = {rid: w for rid, w in rows}
+        out = await _this_workstreams(db, [rid for rid, _ in rows], score, workstream_id, exclude)
+    return out
+
+
+def _ranking_sql(terms: list[Term], shards: list[int], filtered: bool) -> str:
+    parts = []
     for shard in reversed(shards):
         t = fts.table(shard)
-        for i, term in enumerate(terms):
-            parts.append(f"SELECT {i}, rowid FROM {t} WHERE {t} MATCH ?")
-            params.append(term.fts)
-    rows = await db.fetchall(" UNION ALL ".join(parts), params)
-    w = [weights[t] for t in terms]
-    score: dict[int, float] = {}
-    for i, rid in rows:
-        score[rid] = score.get(rid, 0.0) + w[i]
-    ordered = sorted(score, key=lambda rid: (-score[rid], -rid))
+        for _ in terms:
+            if filtered:
+                parts.append(f"SELECT f.rowid AS rid, ? AS w FROM {t} f JOIN messages m ON m.rowid = f.rowid"
+                             f" WHERE {t} MATCH ? AND m.workstream_id = ? AND NOT (m.session_id = ? AND m.rowid >= ?)")
+            else:
+                parts.append(f"SELECT rowid AS rid, ? AS w FROM {t} WHERE {t} MATCH ?")
+    return (f"SELECT rid, sum(w) FROM ({' UNION ALL '.join(parts)}) GROUP BY rid"
+            f" ORDER BY 2 DESC, rid DESC LIMIT {RANKED}")
+
+
+def _ranking_params(terms: list[Term], shards: list[int], weights: dict[Term, float], extra: list[Any]) -> list[Any]:
+    return [x for _ in shards for term in terms for x in (weights[term], term.fts, *extra)]
+
+
+async def _this_workstreams(db: Any, ordered: list[int], score: dict[int, float], workstream_id: str,
+                            exclude: list[Any]) -> list[_Candidate]:
+    """The first CANDIDATES of `ordered` that are this workstream's and not in the context, in batches."""
     out: list[_Candidate] = []
     pos, batch = 0, 4 * CANDIDATES
-    while pos < len(ordered) and len(out) < CANDIDATES:  # the best, in batches, until enough are this workstream's
+    while pos < len(ordered) and len(out) < CANDIDATES:
         chunk = ordered[pos:pos + batch]
         pos += len(chunk)
         batch = min(batch * 4, 4096)
         got = await db.fetchall(
             "SELECT rowid AS rid, id, session_id, role, timestamp, offset, length FROM messages"
             f" WHERE rowid IN ({','.join('?' * len(chunk))}) AND workstream_id = ?"
-            " AND NOT (session_id = ? AND rowid >= ?)",
-            [*chunk, workstream_id, exclude_session or "", exclude_from_rowid or 0])
+            " AND NOT (session_id = ? AND rowid >= ?)", [*chunk, workstream_id, *exclude])
         by_rid = {r["rid"]: r for r in got}
         for rid in chunk:
             if (r := by_rid.get(rid)) is not None and len(out) < CANDIDATES:

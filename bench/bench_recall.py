@@ -24,7 +24,7 @@
    (by document frequency in the index) and the two rarest that occur in at
    least 3 messages (so the question is not only unique tokens), in shuffled
    order, inside one of several question templates ("What did we say about
-   X and Y, the thing with Z?"), a plural form switched where the word allows.
+   X and Y, the thing with Z?"), a plural form switched (30% of the words).
    It is asked as the new message of a fresh session. Counted: the share of
    questions whose whole answer sentence (whitespace-normalized) is inside the
    recalled block. Target >= 90%. Two workstreams: "realistic", 6,000 real
@@ -69,6 +69,7 @@ from _common import (  # noqa: E402
 P99_TARGET_MS = 30.0
 QUALITY_TARGET = 0.90
 BUDGET_TOKENS = 1024
+RARE_SHARE = 0.005  # a "rare" word of a distinctive sentence: in at most 0.5% of the workstream's messages
 TEMPLATES = [
     "What did we say about {a} and {b}, the thing with {c}?",
     "Remind me what was said on {a}, {b} and {c}.",
@@ -213,7 +214,7 @@ class Index:
 
 
 def _rephrase(word: str, rnd: random.Random) -> str:
-    if rnd.random() < 0.5:
+    if rnd.random() < 0.3:
         if len(word) > 5 and word.endswith("s") and not word.endswith("ss"):
             return word[:-1]
         if not word.endswith("s") and word.isalpha():
@@ -226,6 +227,8 @@ def build_questions(data_dir: Path, ws_id: str, sessions: list[str], n: int, see
     index = Index(data_dir / "arawn.db")
     rnd = random.Random(seed)
     older = sessions[: int(len(sessions) * 0.9)]
+    total = index.conn.execute("SELECT count(*) FROM messages WHERE workstream_id = ?", (ws_id,)).fetchone()[0]
+    rare_df = max(3, int(total * RARE_SHARE))
     out: list[dict[str, Any]] = []
     tried = 0
     path = data_dir / "workstreams" / ws_id / "messages.jsonl"
@@ -241,10 +244,13 @@ def build_questions(data_dir: Path, ws_id: str, sessions: list[str], n: int, see
             sentences = [s.strip() for s in _SENTENCE.split(content) if 8 <= len(s.split()) <= 40]
             rnd.shuffle(sentences)
             for sentence in sentences[:3]:
-                words = list(dict.fromkeys(w.lower() for w in _WORD.findall(sentence)))
+                words = list(dict.fromkeys(w.lower() for w in re.findall(r"[^\W_]+", sentence)
+                                           if w.isalpha() and len(w) >= 4))
                 words = [w for w in words if w not in R.STOP_WORDS]
                 if len(words) < 3:
                     continue
+                if sum(index.df(w) <= rare_df for w in words) < 2:
+                    continue  # not distinctive: fewer than two of its words are rare in the workstream
                 phrase = " ".join(re.findall(r"[^\W_]+", sentence))
                 if not phrase or index.count('"' + phrase.replace('"', '""') + '"') != 1:
                     continue  # the sentence is said more than once (or not indexed as one phrase)
@@ -329,7 +335,7 @@ def main() -> None:
         "machine": machine_info(),
         "quick": args.quick,
         "settings": {"recall_max_tokens": BUDGET_TOKENS, "common_fraction": R.COMMON_FRACTION,
-                     "query_share": R.QUERY_SHARE, "candidates": R.CANDIDATES, "max_hits": R.MAX_HITS},
+                     "query_matches": R.QUERY_MATCHES, "candidates": R.CANDIDATES, "max_hits": R.MAX_HITS},
         "latency_per_turn": latency,
         "quality": {"realistic_6000_messages": quality_small, "big_1000000_messages": quality_big},
     }, args.out)

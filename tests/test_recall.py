@@ -234,3 +234,28 @@ def test_excerpt_keeps_the_sentence_with_the_terms() -> None:
     assert "The kestrel gateway listens on port 9443 behind the proxy." in cut
     assert len(cut) <= 302 and cut.startswith("…") and cut.endswith("…")
     assert excerpt("short text", terms, 300) == "short text"
+
+
+async def test_a_small_workstream_beside_a_big_one_still_finds_its_own(data_dir: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the best matches of the whole index are all another workstream's, the
+    workstream's own matches are ranked on their own."""
+    from arawn_core import recall as recall_module
+
+    monkeypatch.setattr(recall_module, "RANKED", 8)
+    core, backend = await open_core(data_dir)
+    try:
+        small = await core.create_workstream("small")
+        mine = await core.append_message(small.id, "user", "our heron gateway code is HG-77")
+        await core.end_session(small.id)
+        big = await core.create_workstream("big")
+        for i in range(40):  # newer, and as good a match: they rank first in the whole index
+            await core.append_message(big.id, "user", f"the heron gateway code, note {i}")
+        await core.end_session(big.id)
+        backend.requests.clear()
+        heard = []
+        await chat(core, small.id, "what was the heron gateway code?", on_recall=heard.append)
+        assert heard[0].ids == [mine.id]
+        assert "HG-77" in chat_requests(backend)[0].messages[-2]["content"]
+    finally:
+        await core.close(end_sessions=False)
