@@ -81,7 +81,8 @@ things think this those though through time to told too under until up us use us
 way we well were weren what whatever when where whether which while who whom whose why will with won would
 wouldn yes yet you your yours yourself yourselves again agreed agree decided decide discussed discuss talked
 talk back hi hello hey sure yeah oh also already still even good bad great nice best better fine right
-wrong new old first many lot lots kind sort maybe bit little
+wrong new old first many lot lots kind sort maybe bit little discussion discussed conclude concluded
+conclusion part said again
 """.split())
 
 _RAW_TOKEN = re.compile(r"\w+(?:[-_.:/#@]\w+)*", re.UNICODE)
@@ -98,33 +99,34 @@ class Term:
 
     @property
     def fts(self) -> str:
-        """A safe FTS5 expression: a quoted word or phrase (singular and plural for a plain plural word)."""
-        phrase = '"' + " ".join(self.words).replace('"', '""') + '"'
-        if len(self.words) == 1 and not self.code and (single := _singular(self.words[0])):
-            return f'({phrase} OR "{single}")'
-        return phrase
+        """A safe FTS5 expression: a quoted word or phrase (a plain word also in its other number)."""
+        if len(self.words) == 1 and not self.code:
+            return "(" + " OR ".join(f'"{w}"' for w in _forms(self.words[0])) + ")"
+        return '"' + " ".join(self.words).replace('"', '""') + '"'
 
     @property
     def stem(self) -> str:
         """A lower-case substring every occurrence of the term holds (its first word, singular)."""
         if len(self.words) == 1 and not self.code:
-            return _singular(self.words[0]) or self.words[0]
+            return min(_forms(self.words[0]), key=len)
         return self.words[0]
 
     def pattern(self) -> re.Pattern[str]:
         """Where the term occurs in a text (as the index matches it: whole words, any separators)."""
-        single = _singular(self.words[0]) if len(self.words) == 1 and not self.code else None
-        if single:
-            body = re.escape(single) + "s?"
+        if len(self.words) == 1 and not self.code:
+            body = re.escape(self.stem) + "s?"
         else:
             body = r"[\W_]+".join(re.escape(w) for w in self.words)
         return re.compile(r"(?<![^\W_])" + body + r"(?![^\W_])", re.IGNORECASE)
 
 
-def _singular(word: str) -> str | None:
-    if len(word) >= 5 and word.endswith("s") and not word.endswith("ss") and not word.isdigit():
-        return word[:-1]
-    return None
+def _forms(word: str) -> tuple[str, ...]:
+    """The word and its other number, the cheap way: "codes" <-> "code" (an English plural -s)."""
+    if word.isdigit() or len(word) < 4:
+        return (word,)
+    if word.endswith("s") and not word.endswith("ss"):
+        return (word[:-1], word) if len(word) >= 5 else (word,)
+    return (word, word + "s")
 
 
 def salient_terms(text: str) -> list[Term]:
