@@ -343,9 +343,9 @@ class ArawnCore:
             found = await self._recall(workstream_id, session.id, history[dropped:], newest.content,
                                        min(cfg.recall_max_tokens, available - tokens_of(messages, estimate)),
                                        estimate)
-            if found.block is not None and dropped and found.tokens < room:
-                # the block came out smaller than reserved: give the rest back to the recent turns,
-                # and leave out of the block what the context now holds itself
+            if dropped and found.tokens < room:
+                # the block came out smaller than reserved (or empty): give the rest back to the recent
+                # turns, and leave out of the block what the context now holds itself
                 messages, dropped = assemble_context(system, history, available - found.tokens, estimate)
                 found = found.without({m.id for m in history[dropped:]}, estimate)
         return TurnContext(with_recall(messages, found.block), found)

@@ -2,10 +2,12 @@
 
 A summary keeps the gist; the exact detail a user comes back for ("which
 rotation code did we agree on?") is in an old session. Every chat turn,
-`recall` takes the salient terms of the new user message, searches the
-workstream's earlier messages in the FTS5 message index (bm25, then a mild
-recency boost), leaves out what the context already holds and renders the
-best hits as one fenced, dated block of data inside a token budget.
+`recall` takes the salient terms of the new user message, finds the
+workstream's earlier messages holding them in the FTS5 message index (the
+matches' idf summed per message, then Okapi BM25 with tf and length on the
+best few, times a mild recency boost), leaves out what the context already
+holds and renders the best hits as one fenced, dated block of data inside a
+token budget.
 
 Why terms and not the raw message: a question shares few words with its
 answer, and function words match everything. Salient terms are the message's
@@ -15,8 +17,10 @@ messages) says nothing about which message is meant, and the query's terms
 together may match at most QUERY_MATCHES messages (ranking costs about a
 microsecond a match): the rarest terms are kept first. When only frequent
 words are left in a big history, the two rarest are ranked over the newest
-shards alone (recent messages first, latency bounded). What is left is OR-ed, so an answer that holds only some of the
-question's words still matches.
+shards alone (recent messages first, latency bounded). What is left is
+OR-ed, so an answer that holds only some of the question's words still
+matches; a hit must hold MIN_COVERAGE of the weight of the terms any earlier
+message holds (or an identifier), so one middling word is not enough.
 
 Why fenced: recalled text is untrusted (pasted pages, a user testing the
 model), exactly like a transcript sent for summarizing, so it is wrapped in
@@ -56,7 +60,7 @@ SCAN_CHARS = 32_000
 TF_ENOUGH = 4
 #: At most this many messages in the block.
 MAX_HITS = 6
-#: Recency: a message of now scores (1 + RECENCY_WEIGHT) times its bm25 relevance, one
+#: Recency: a message of now scores (1 + RECENCY_WEIGHT) times its BM25 relevance, one
 #: RECENCY_HALF_LIFE_DAYS old (1 + RECENCY_WEIGHT / 2) times: it breaks near-ties only.
 RECENCY_WEIGHT = 0.25
 RECENCY_HALF_LIFE_DAYS = 30.0
