@@ -34,6 +34,11 @@
    _common.corpus; later passes splice halves of real turns into new
    messages, so a real sentence is said up to ~8 times there): a sentence may
    occur in up to BIG_COPIES messages, and any copy in the block counts.
+   That splicing makes near-copies that hold a sentence's first half (the
+   same terms, newer): they outrank the original, so "big" understates what
+   real text gets. Third, the realistic workstream's same questions asked
+   inside a copy of the 1M data set (its 6,000 messages one more workstream):
+   recall at the index size of a million messages, on real text.
 """
 
 from __future__ import annotations
@@ -130,6 +135,30 @@ def build_realistic(root: Path, rebuild: bool) -> dict[str, Any]:
     return save_dataset(path, params, asyncio.run(build()))
 
 
+def build_mixed(root: Path, big: dict[str, Any], rebuild: bool) -> dict[str, Any]:
+    """A copy of the 1M data set plus the realistic workstream's 6,000 messages as one more workstream:
+    the same real questions, asked where the index (shards, frequencies) is a million messages."""
+    params = {"kind": "recall-mixed", "base": big["params"], "messages": 6_000, "start": 50_000, "version": 1}
+    path = root / f"recall-mixed-{big['big_messages'] + big['small_messages']}-6000"
+    if not rebuild and (info := load_dataset(path, params)) is not None:
+        return info
+    shutil.rmtree(path, ignore_errors=True)
+    shutil.copytree(big["data_dir"], path)
+
+    async def build() -> dict[str, Any]:
+        core = await open_core(path, toml="[workstream.compression]\nenabled = false\n")
+        try:
+            ws = await core.create_workstream("realistic")
+            spread = max(1, big["time_span_hours"] // 300)
+            got = await import_stream(core, ws.id, corpus(6_000, start=50_000), 20,
+                                      (h * spread + 0.25 for h in range(10**6)), key_prefix="mixed")
+        finally:
+            await core.close(end_sessions=False)
+        return {"data_dir": str(path), "ws_id": ws.id, "sessions": got["sessions"], "messages": got["messages"]}
+
+    return save_dataset(path, params, asyncio.run(build()))
+
+
 # --------------------------------------------------------------------------- latency
 
 
@@ -201,16 +230,18 @@ async def measure_latency(info: dict[str, Any], n: int) -> dict[str, Any]:
 
 
 class Index:
-    """Document frequencies and phrase counts from the data dir's FTS5 shards (read-only)."""
+    """One workstream's document frequencies and phrase counts, from the FTS5 shards (read-only)."""
 
-    def __init__(self, db_path: Path) -> None:
+    def __init__(self, db_path: Path, ws_id: str) -> None:
         self.conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+        self.ws_id = ws_id
         self.tables = [fts.table(s) for s in fts.shards_from(self.conn.execute(fts.LIST_SQL).fetchall())]
         self._df: dict[str, int] = {}
 
     def count(self, expr: str) -> int:
-        return sum(self.conn.execute(f"SELECT count(*) FROM {t} WHERE {t} MATCH ?", (expr,)).fetchone()[0]
-                   for t in self.tables)
+        return sum(self.conn.execute(
+            f"SELECT count(*) FROM {t} f JOIN messages m ON m.rowid = f.rowid WHERE {t} MATCH ?"
+            " AND m.workstream_id = ?", (expr, self.ws_id)).fetchone()[0] for t in self.tables)
 
     def df(self, word: str) -> int:
         if word not in self._df:
@@ -230,10 +261,11 @@ def _rephrase(word: str, rnd: random.Random) -> str:
 def build_questions(data_dir: Path, ws_id: str, sessions: list[str], n: int, seed: int,
                     pool: int | None = None, max_copies: int = 1) -> list[dict[str, Any]]:
     """n (question, answer sentence, message id) triples; see the module docstring for the method."""
-    index = Index(data_dir / "arawn.db")
+    index = Index(data_dir / "arawn.db", ws_id)
     rnd = random.Random(seed)
     older = sessions[: min(pool or len(sessions), int(len(sessions) * 0.9))]
-    total = index.conn.execute("SELECT count(*) FROM messages WHERE workstream_id = ?", (ws_id,)).fetchone()[0]
+    total = index.conn.execute("SELECT sum(message_count) FROM sessions WHERE workstream_id = ?",
+                               (ws_id,)).fetchone()[0]
     rare_df = max(3, int(total * RARE_SHARE))
     out: list[dict[str, Any]] = []
     tried = 0
@@ -305,7 +337,10 @@ async def measure_quality(data_dir: Path, ws_id: str, sessions: list[str], n: in
     finally:
         await core.close(end_sessions=False)
     share = found / len(questions) if questions else 0.0
+    with sqlite3.connect(f"file:{data_dir / 'arawn.db'}?mode=ro", uri=True) as conn:
+        index_messages = conn.execute("SELECT max(rowid) FROM messages").fetchone()[0]
     return {
+        "index_messages": index_messages,
         "questions": len(questions),
         "answer_sentence_in_block": round(share, 3),
         "answer_message_recalled": round(message_found / len(questions), 3) if questions else 0.0,
@@ -333,6 +368,10 @@ def main() -> None:
     log(f"quality: {n_quality} questions on the realistic workstream")
     quality_small = asyncio.run(measure_quality(Path(realistic["data_dir"]), realistic["ws_id"],
                                                 realistic["sessions"], n_quality, seed=7))
+    mixed = build_mixed(root, big, args.rebuild)
+    log(f"quality: {n_quality} questions on the realistic workstream inside the 1M-message index")
+    quality_mixed = asyncio.run(measure_quality(Path(mixed["data_dir"]), mixed["ws_id"], mixed["sessions"],
+                                                n_quality, seed=7))
     log(f"quality: {n_quality} questions on the 1M workstream")
     real_sessions = len(sharegpt_messages()) // big["session_len"]  # pass 0: the real turns as they are
     quality_big = asyncio.run(measure_quality(Path(big["data_dir"]), big["big_id"], big["big_sessions"],
@@ -345,7 +384,9 @@ def main() -> None:
         "settings": {"recall_max_tokens": BUDGET_TOKENS, "common_fraction": R.COMMON_FRACTION,
                      "query_matches": R.QUERY_MATCHES, "candidates": R.CANDIDATES, "max_hits": R.MAX_HITS},
         "latency_per_turn": latency,
-        "quality": {"realistic_6000_messages": quality_small, "big_1000000_messages": quality_big},
+        "quality": {"realistic_6000_messages": quality_small,
+                    "realistic_6000_inside_the_1M_message_index": quality_mixed,
+                    "big_1000000_synthetic_messages": quality_big},
     }, args.out)
 
 
