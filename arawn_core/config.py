@@ -11,6 +11,7 @@ import sys
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 # tomllib, platformdirs and difflib are imported where used: with no config file (or --data-dir
 # given) a one-shot command never needs them, and each costs a noticeable part of its start-up.
@@ -21,6 +22,52 @@ DEFAULT_OPENAI_HOST = "http://127.0.0.1:8000/v1"
 
 
 from arawn_core.errors import ConfigError  # noqa: E402,F401  (defined with the other errors; re-exported)
+
+
+# ---- hosts -------------------------------------------------------------------
+_HOST_EXAMPLE = "write it like http://127.0.0.1:11434"
+_HOSTNAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._")
+
+
+def host_problem(value: str) -> str | None:
+    """Why `value` is not a usable LLM host URL (None when it is).
+
+    Accepted: what the ollama client accepts, and only that: `host`, `host:port`,
+    `http(s)://host[:port][/path]`, IPv6 in brackets. The client itself raises a bare
+    ValueError (at import time, for $OLLAMA_HOST) on a bad port, so this runs first.
+    """
+    text = value.strip()
+    if not text:
+        return "it is empty"
+    if any(ch.isspace() or not ch.isprintable() for ch in text):
+        return "it contains spaces or control characters"
+    url = text if "://" in text else f"http://{text}"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:  # "Port out of range 0-65535", "Invalid IPv6 URL", a port that is not a number
+        return str(exc) or "it is not a URL"
+    if parts.scheme not in ("http", "https"):
+        return f"the scheme {parts.scheme!r} is not http or https"
+    if not parts.hostname:
+        return "it has no host name"
+    if port == 0:
+        return "port 0 is not a port a server listens on"
+    if parts.query or parts.fragment or "?" in url or "#" in url:
+        return "a host URL has no ?query or #fragment"
+    bracketed = parts.netloc.rsplit("@", 1)[-1].startswith("[")
+    if not bracketed and not set(parts.hostname) <= _HOSTNAME_CHARS:
+        return f"{parts.hostname!r} is not a host name"
+    return None
+
+
+def validate_host(value: str, where: str) -> str:
+    """`value` unchanged if it is a usable host URL, else ConfigError naming `where` (file and key, or
+    the variable) and what to write. Every configured host goes through here."""
+    problem = host_problem(value)
+    if problem is not None:
+        raise ConfigError(f"{where}: {_shown(value)!r} is not a valid host ({problem}); {_HOST_EXAMPLE}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -65,6 +112,9 @@ class CompressionSettings:
     retry_max_s: float = 300.0
     fan_in: int = 4
     safety_margin_tokens: int = 256
+    audit: str = "repair"  # repair | report | off: check each summary's key items (arawn_core.memory.audit)
+    key_items_share: float = 0.25  # of max_summary_tokens: bound of the verbatim "Key items" section
+    prompt_style: str = "auto"  # auto | chat | completion (a base model); auto: completion for the packaged model
 
 
 @dataclass(frozen=True)
@@ -131,9 +181,12 @@ _RANGES: dict[str, tuple[float, float]] = {
     "workstream.compression.retry_max_s": (0, 86_400),
     "workstream.compression.fan_in": (2, 64),
     "workstream.compression.safety_margin_tokens": (0, 100_000),
+    "workstream.compression.key_items_share": (0, 0.9),
     "context.recall_max_tokens": (0, 1_048_576),
 }
-_CHOICES: dict[str, tuple[str, ...]] = {"llm.backend": ("auto", "ollama", "openai", "embedded")}
+_CHOICES: dict[str, tuple[str, ...]] = {"llm.backend": ("auto", "ollama", "openai", "embedded"),
+                                        "workstream.compression.audit": ("repair", "report", "off"),
+                                        "workstream.compression.prompt_style": ("auto", "chat", "completion")}
 #: Keys where 0 is allowed outside their range, with a meaning of its own (num_ctx 0: the server's).
 _ZERO_ALLOWED = frozenset({"llm.num_ctx"})
 #: List keys and the type of their items.
@@ -212,7 +265,48 @@ def parse_settings(text: str, where: str = "<config>") -> Settings:
         # tomllib's message ends with "(at line N, column M)"
         raise ConfigError(f"{where}: invalid TOML: {exc}") from None
     settings = _build(Settings, data, "", where)
+    check_settings(settings, where)
     return replace(settings, source=where)
+
+
+#: Tokens the chat keeps free besides the reply (ArawnCore.build_context) and the least input worth a call.
+CHAT_MARGIN_TOKENS = 64
+MIN_INPUT_TOKENS = 32
+
+
+def check_settings(settings: Settings, where: str) -> None:
+    """What each key passes alone but breaks the first chat or job: checked at load, one line each."""
+    llm = settings.llm
+    if llm.host:
+        validate_host(llm.host, f"{where}: key llm.host")
+    for i, host in enumerate(llm.hosts):
+        validate_host(host, f"{where}: key llm.hosts[{i}]")
+    if not llm.model.strip():
+        raise ConfigError(f"{where}: key llm.model is empty; name a model, e.g. model = \"llama3.2\"")
+    if _shown(llm.model) != llm.model:
+        raise ConfigError(f"{where}: key llm.model {_shown(llm.model)!r} contains control characters")
+    room = llm.num_ctx - llm.max_reply_tokens - CHAT_MARGIN_TOKENS
+    if llm.num_ctx and room < MIN_INPUT_TOKENS:  # num_ctx 0: the server's, known only at the first call
+        raise ConfigError(
+            f"{where}: key llm.num_ctx = {llm.num_ctx} leaves {max(room, 0)} tokens for the conversation after"
+            f" llm.max_reply_tokens = {llm.max_reply_tokens}: raise llm.num_ctx to at least"
+            f" {llm.max_reply_tokens + CHAT_MARGIN_TOKENS + MIN_INPUT_TOKENS} or lower llm.max_reply_tokens")
+    comp = settings.workstream.compression
+    if comp.model and not comp.model.strip():
+        raise ConfigError(f"{where}: key workstream.compression.model is blank; remove it to use llm.model")
+
+
+def check_environment(settings: Settings) -> None:
+    """$OLLAMA_HOST is read only when [llm] host is empty (and the backend is not openai); then it
+    must be a host too."""
+    if settings.llm.host or settings.llm.backend == "openai":
+        return
+    value = os.environ.get("OLLAMA_HOST", "")
+    if value:
+        problem = host_problem(value)
+        if problem is not None:
+            raise ConfigError(f"$OLLAMA_HOST: {_shown(value)!r} is not a valid host ({problem}); {_HOST_EXAMPLE},"
+                              " or unset it")
 
 
 def default_config_path() -> Path:
@@ -224,20 +318,23 @@ def default_config_path() -> Path:
 def find_config(explicit: str | None = None) -> Path | None:
     """The lookup order from DESIGN: --config, $ARAWN_CONFIG, ./arawn.toml, user config dir."""
     if explicit:
-        path = Path(explicit).expanduser()
-        if not path.is_file():
-            raise ConfigError(f"{path}: config file not found (given by --config)")
-        return path
+        return _given_config(Path(explicit).expanduser(), "--config")
     env = os.environ.get("ARAWN_CONFIG")
     if env:
-        path = Path(env).expanduser()
-        if not path.is_file():
-            raise ConfigError(f"{path}: config file not found (given by $ARAWN_CONFIG)")
-        return path
+        return _given_config(Path(env).expanduser(), "$ARAWN_CONFIG")
     for candidate in (Path.cwd() / "arawn.toml", default_config_path()):
         if candidate.is_file():
             return candidate
     return None
+
+
+def _given_config(path: Path, given_by: str) -> Path:
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory, not a config file (given by {given_by}); name the arawn.toml in it")
+    if not path.is_file():
+        what = "config file not found" if not path.exists() else "not a regular file"
+        raise ConfigError(f"{path}: {what} (given by {given_by})")
+    return path
 
 
 def load_settings(config: str | None = None, data_dir: str | None = None) -> Settings:
@@ -249,6 +346,9 @@ def load_settings(config: str | None = None, data_dir: str | None = None) -> Set
             raw = path.read_bytes()
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
+        if raw.startswith(b"\xef\xbb\xbf"):
+            raise ConfigError(f"{path}: line 1: the file starts with a UTF-8 byte order mark (BOM), which TOML"
+                              " does not allow; save it as UTF-8 without BOM")
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -257,4 +357,5 @@ def load_settings(config: str | None = None, data_dir: str | None = None) -> Set
         settings = parse_settings(text, str(path))
     if data_dir:
         settings = settings.with_data_dir(data_dir)
+    check_environment(settings)
     return settings

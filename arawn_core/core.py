@@ -33,20 +33,24 @@ from arawn_core.models import (
     Message,
     Session,
     Summary,
-    SummaryStamp,
     Workstream,
     WorkstreamState,
     iso_utc,
     new_id,
     utc_now,
 )
-from arawn_core.staleness import is_stale, stale_fields
+from arawn_core.staleness import is_stale
 from arawn_core.store import queries
-from arawn_core.store.converters import apply_status, status_from_jobs, workstreams_from_rows
-from arawn_core.store.db import Database, ensure_private_dir
+from arawn_core.store.converters import (
+    apply_status,
+    one_by_title,
+    sessions_with_status,
+    stamp_of,
+    workstreams_from_rows,
+)
+from arawn_core.store.db import CorruptIndex, Database, ensure_private_dir, move_aside
 from arawn_core.store.jobs import JobQueue
 from arawn_core.recall import Recall
-from arawn_core.store.recovery import logs_behind
 from arawn_core.runtime import Scheduler
 from arawn_core.store.repository import Repository
 from arawn_core.errors import BackendUnavailable, NotFound, UsageError  # noqa: F401  (UsageError re-exported)
@@ -95,8 +99,25 @@ class ArawnCore:
     # ---- lifecycle -----------------------------------------------------
     @classmethod
     async def open(cls, settings: Settings, backend: LLMBackend | None = None) -> ArawnCore:
+        """Open the data dir. A damaged index is moved aside (arawn.db.corrupt-<time>) and rebuilt from
+        the JSONL files, which hold everything it did; `notices` says so."""
         data_dir = settings.data_dir
-        ensure_private_dir(data_dir)
+        ensure_private_dir(data_dir, link_ok=True)
+        try:
+            return await cls._open(settings, backend)
+        except CorruptIndex as exc:
+            if not _writable_dir(data_dir):
+                raise
+            damaged = exc.path
+            aside = move_aside(damaged)
+        core = await cls._open(settings, backend)
+        core.repo.notice(f"{damaged} was damaged; moved it to {aside.name} and rebuilt the index from the"
+                         " message files")
+        return core
+
+    @classmethod
+    async def _open(cls, settings: Settings, backend: LLMBackend | None) -> ArawnCore:
+        data_dir = settings.data_dir
         db = await Database.open(data_dir / "arawn.db")
         try:
             repo = Repository(db, data_dir)
@@ -125,12 +146,17 @@ class ArawnCore:
             raise
         return core
 
+    @property
+    def notices(self) -> list[str]:
+        """One line per problem met reading or indexing the files (bad lines, a rebuilt index...)."""
+        return self.repo.notices
+
     async def _recover(self) -> None:
-        """After a crash: index JSONL lines SQLite missed; orphaned running jobs back to pending."""
-        offsets = await self.repo.index_offsets()
-        behind = await asyncio.to_thread(logs_behind, self.settings.data_dir, offsets)
-        for ws_id in behind:
-            await self.repo.catch_up(ws_id)
+        """After a crash or a damaged/missing index: index what the files hold and SQLite misses
+        (workstreams, events, JSONL lines); orphaned running jobs back to pending."""
+        await self.repo.catch_up_all()
+        if self.db.read_only:
+            return
         await self.queue.recover_orphans()
         if await self.db.fetchone(queries.FTS_REBUILD_FLAG):  # schema 3 replaced the full-text index
             await self.repo.rebuild_message_index()
@@ -168,8 +194,7 @@ class ArawnCore:
         ws = await self.repo.get_workstream(workstream_id)
         summary = await self.repo.workstream_summary(ws.id)
         ws.summary = summary.text if summary else None
-        stamp = SummaryStamp(summary.provenance.model, summary.provenance.prompt_version) if summary else None
-        apply_status(ws, (await self.queue.status(ws.id)).get(ws.id), stamp, self.compression_model())
+        apply_status(ws, (await self.queue.status(ws.id)).get(ws.id), stamp_of(summary), self.compression_model())
         return ws
 
     async def resolve_workstream(self, ref: str) -> Workstream:
@@ -178,13 +203,7 @@ class ArawnCore:
             return await self.get_workstream(ref)
         except NotFound:
             pass
-        found = await self.repo.find_workstreams_by_title(ref)
-        if not found:
-            raise UsageError(f"no workstream matches {ref!r} (give an id or a title; see `ws list`)")
-        if len(found) > 1:
-            ids = ", ".join(w.id for w in found)
-            raise UsageError(f"workstream title {ref!r} is ambiguous: use one of the ids {ids}")
-        return await self.get_workstream(found[0].id)
+        return await self.get_workstream(one_by_title(ref, await self.repo.find_workstreams_by_title(ref)).id)
 
     async def create_workstream(self, title: str, tags: list[str] | None = None) -> Workstream:
         title = title.strip()
@@ -231,17 +250,10 @@ class ArawnCore:
 
     # ---- sessions ------------------------------------------------------
     async def list_sessions(self, workstream_id: str) -> list[Session]:
-        sessions = await self.repo.list_sessions(workstream_id)
-        stamps = await self.repo.session_summary_stamps(workstream_id)
-        status = await self.queue.status(workstream_id, per_session=True)
-        for s in sessions:
-            stamp = stamps.get(s.id)
-            jobs = status.get(s.id)
-            stale = stamp is not None and stale_fields(stamp.model, stamp.prompt_version, self.compression_model())
-            s.summary = stamp.text if stamp else None
-            s.compression = status_from_jobs(jobs, stamp is not None, stale)
-            s.last_error = jobs.error if jobs else None
-        return sessions
+        # the same queries and mapping as the sync read path (arawn_core.readonly)
+        return sessions_with_status(await self.repo.list_sessions(workstream_id),
+                                    await self.repo.session_summary_stamps(workstream_id),
+                                    await self.queue.status(workstream_id, per_session=True), self.compression_model())
 
     async def get_session(self, session_id: str) -> Session:
         return await self.repo.get_session(session_id)
@@ -328,8 +340,15 @@ class ArawnCore:
         system = system_content(ws.system_prompt, ws_summary.text if ws_summary else None,
                                 checkpoint.text if checkpoint else None)
         model = ws.model or self.model
-        budget = TokenBudget(await self.num_ctx_for(model), self.settings.llm.max_reply_tokens, 64)
-        available = budget.input_tokens_available(0)
+        num_ctx = await self.num_ctx_for(model)
+        budget = TokenBudget(num_ctx, self.settings.llm.max_reply_tokens, 64)
+        try:
+            available = budget.input_tokens_available(0)
+        except ValueError:  # the budget's own message names the compression keys; this is the chat's
+            raise UsageError(
+                f"a context of {num_ctx} tokens (num_ctx for {model}) leaves no room for the conversation after"
+                f" [llm] max_reply_tokens = {self.settings.llm.max_reply_tokens}: lower llm.max_reply_tokens"
+                " or raise llm.num_ctx") from None
 
         def estimate(text: str) -> int:
             return self.estimator.estimate(model, text)
@@ -354,9 +373,8 @@ class ArawnCore:
                       budget_tokens: int, estimate: Callable[[str], int]) -> Recall:
         from arawn_core.recall import recall
 
-        first = await self.db.fetchone("SELECT rowid FROM messages WHERE id = ?", (kept[0].id,)) if kept else None
         return await recall(self.db, self.repo.messages_path, workstream_id, text, exclude_session=session_id,
-                            exclude_from_rowid=first[0] if first else None, budget_tokens=budget_tokens,
+                            exclude_from_id=kept[0].id if kept else None, budget_tokens=budget_tokens,
                             estimate=estimate)
 
     async def send(self, workstream_id: str, text: str,
@@ -583,6 +601,12 @@ class ArawnCore:
         if self.contexts.dirty:
             self.contexts.dirty = False
             await self.repo.kv_set(CONTEXTS_KEY, json.dumps(self.contexts.to_dict()))
+
+
+def _writable_dir(path: Path) -> bool:
+    from arawn_core.store.db import writable
+
+    return writable(path)
 
 
 async def _load_contexts(repo: Repository) -> ContextMemory:

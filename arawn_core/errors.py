@@ -122,7 +122,8 @@ class LLMTimeout(LLMError):
     def __init__(self, host: str, timeout_s: float) -> None:
         self.host = host
         self.timeout_s = timeout_s
-        super().__init__(f"LLM request to {host} timed out after {timeout_s:g}s")
+        super().__init__(f"LLM request to {host} timed out: no complete reply within {timeout_s:g}s"
+                         " (request_timeout_s bounds the whole request, streamed reply included)")
 
 
 Timeout = LLMTimeout

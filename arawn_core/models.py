@@ -159,6 +159,61 @@ class Message:
         )
 
 
+#: Items listed per audit list (the counts are exact; the lists keep the best-ranked ones).
+MAX_LISTED = 100
+
+
+@dataclass
+class SummaryAudit:
+    """Which key items of its inputs a summary kept (see `arawn_core.memory.audit`).
+
+    `kept` of `total` items were in the model's text (after any repair call);
+    `missing` lists the others: `appended` ones were added verbatim under
+    "Key items", `dropped` ones did not fit that section's bound (or the
+    bound on tracked items) at this or a lower level. `levels` counts, per
+    level of the hierarchy (chunk, merge, condense, session, checkpoint,
+    reduce, rebuild), the calls audited and what happened to their items.
+    `items` are the key items the summary answers for at the next level.
+    """
+
+    mode: str = "repair"  # "repair" | "report"
+    level: str = ""  # the level of the call that wrote the final text
+    kept: int = 0
+    total: int = 0
+    missing: list[str] = field(default_factory=list)
+    appended: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)  # the best MAX_LISTED of them
+    dropped_count: int = 0
+    repair_calls: int = 0
+    retries: int = 0  # replies rejected as not a summary, and asked for again
+    fallbacks: int = 0  # pieces written without the model (extractive)
+    defects: list[str] = field(default_factory=list)
+    levels: dict[str, dict[str, int]] = field(default_factory=dict)
+    items: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> SummaryAudit | None:
+        if not isinstance(d, dict):
+            return None
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    @property
+    def line(self) -> str:
+        """"kept 41/45 key items · 3 appended · 1 dropped" (what the summary panel shows)."""
+        parts = [f"kept {self.kept}/{self.total} key items"]
+        if self.appended:
+            parts.append(f"{len(self.appended)} appended verbatim")
+        if self.dropped_count or self.dropped:
+            parts.append(f"{max(self.dropped_count, len(self.dropped))} dropped")
+        if self.repair_calls:
+            parts.append(f"{self.repair_calls} repair call{'s' if self.repair_calls != 1 else ''}")
+        return " · ".join(parts)
+
+
 @dataclass
 class Provenance:
     model: str
@@ -170,6 +225,8 @@ class Provenance:
     duration_s: float
     input_hash: str
     created_at: str = field(default_factory=utc_now)
+    method: str = "model"  # "model" | "repaired" | "extractive" (written without the model) | "verbatim"
+    audit: SummaryAudit | None = None  # None: not audited (audit = "off", or written before audits)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -224,17 +224,22 @@ BLOCK_INTRO = (
 
 
 async def recall(db: Any, messages_path: Callable[[str], Any], workstream_id: str, text: str, *,
-                 exclude_session: str | None, exclude_from_rowid: int | None, budget_tokens: int,
+                 exclude_session: str | None, exclude_from_rowid: int | None = None,
+                 exclude_from_id: str | None = None, budget_tokens: int,
                  estimate: Callable[[str], int], now: datetime | None = None) -> Recall:
     """The block of earlier messages for a turn whose user message is `text`.
 
-    Messages of `exclude_session` from rowid `exclude_from_rowid` on are in the
-    context already and are never recalled. The block costs at most
+    Messages of `exclude_session` from rowid `exclude_from_rowid` (or from the
+    message `exclude_from_id`) on are in the context already and are never
+    recalled; with neither, the whole session is left out. The block costs at most
     `budget_tokens` (by `estimate`); when not even one excerpt fits, no block.
     """
     terms = salient_terms(text)
     if not terms or budget_tokens <= 0:
         return Recall(terms)
+    if exclude_from_id is not None and exclude_from_rowid is None:
+        row = await db.fetchone("SELECT rowid FROM messages WHERE id = ?", (exclude_from_id,))
+        exclude_from_rowid = row[0] if row else None
     shards = await fts.shards(db.conn)
     if not shards:
         return Recall(terms)

@@ -229,7 +229,7 @@ def _read_contents(messages_path, rows: list[Any]) -> list[str]:
         for r in rows:
             fh = handles.get(r["workstream_id"])
             if fh is None:
-                fh = handles[r["workstream_id"]] = open(messages_path(r["workstream_id"]), "rb")
+                fh = handles[r["workstream_id"]] = jsonl.open_read(messages_path(r["workstream_id"]))  # no links
             try:
                 out.append(str(jsonl.read_span(fh, r["offset"], r["length"]).get("content", "")))
             except ValueError:

@@ -54,10 +54,15 @@ def run_tui(argv: list[str]) -> int:
 
     from arawn_core.config import ConfigError, load_settings
 
+    from arawn_core.store.db import DataDirError, ReadOnlyStore, ensure_private_dir
+    from arawn_core.store.jsonl import UnsafePath
+    from arawn_tui.sanitize import one_line
+
     try:
         settings = load_settings(args.config, args.data_dir)
-    except ConfigError as exc:
-        print(f"arawn: {exc}", file=sys.stderr)
+        ensure_private_dir(settings.data_dir, link_ok=True)  # before the screen takes the terminal
+    except (ConfigError, DataDirError, UnsafePath, ReadOnlyStore) as exc:
+        print(f"arawn: {one_line(str(exc), 2000)}", file=sys.stderr)
         return 2
     backend = asyncio.run(prepare_backend(settings))
     from arawn_tui.factory import create_app

@@ -14,6 +14,10 @@ if TYPE_CHECKING:
     from arawn_core import events as ev
     from arawn_core.models import CompressionJob, Message, Session, Summary, Workstream
 
+from arawn_tui.sanitize import inert, one_line
+
+__all__ = ["inert", "one_line", "line"]
+
 
 @lru_cache(maxsize=1)
 def _c1() -> re.Pattern[str]:
@@ -44,10 +48,9 @@ def emit(args: Any, doc: Any, text: Callable[[], None]) -> None:
         text()
 
 
-def inert(text: str) -> str:
-    """Control characters shown as visible escapes, so content can't drive the terminal."""
-    return "".join(ch if ch in "\n\t" or (ord(ch) >= 32 and not 0x7F <= ord(ch) <= 0x9F) else repr(ch)[1:-1]
-                   for ch in text)
+def line(text: str, limit: int = 2000) -> str:
+    """A message for one stderr line or table cell: inert, line breaks folded, cut at `limit`."""
+    return one_line(text, limit)
 
 
 def _badge(ws: Workstream) -> str:
@@ -60,7 +63,7 @@ def _badge(ws: Workstream) -> str:
 def ws_table(items: list[Workstream]) -> None:
     lines = [f"{'ID':36}  {'SESSIONS':>8}  {'COMPRESSION':14}  TITLE"]
     for w in items:
-        title = inert(w.title) + (" [archived]" if w.state.value == "archived" else "")
+        title = line(w.title) + (" [archived]" if w.state.value == "archived" else "")
         lines.append(f"{w.id:36}  {w.session_count:>8}  {_badge(w):14}  {title}")
     sys.stdout.write("\n".join(lines) + "\n")
 
@@ -68,19 +71,23 @@ def ws_table(items: list[Workstream]) -> None:
 def session_table(sessions: list[Session]) -> None:
     print(f"{'ID':36}  {'STARTED':20}  {'TURNS':>5}  {'STATE':8}  COMPRESSION")
     for s in sessions:
-        state = "active" if s.active else (s.end_reason or "ended")
+        state = "active" if s.active else line(s.end_reason or "ended", 8)
         print(f"{s.id:36}  {s.started_at[:19]:20}  {s.turn_count:>5}  {state:8}  {s.compression.value}")
 
 
 def ws_show(ws: Workstream, summary: Summary | None, sessions: list[Session]) -> None:
-    print(f"{inert(ws.title)}  ({ws.id})")
-    print(f"state: {ws.state.value}  tags: {inert(', '.join(ws.tags)) or '-'}  compression: {_badge(ws)}")
+    print(f"{line(ws.title)}  ({ws.id})")
+    print(f"state: {ws.state.value}  tags: {line(', '.join(ws.tags)) or '-'}  compression: {_badge(ws)}")
     if ws.last_error:
-        print(f"last error: {inert(ws.last_error)}")
+        print(f"last error: {line(ws.last_error)}")
     if summary:
         p = summary.provenance
         stale = "  [stale]" if summary.stale else ""
-        print(f"\nsummary ({p.model}, {p.created_at[:19]}, {len(summary.covers)} sessions){stale}:")
+        print(f"\nsummary ({line(p.model)}, {line(p.created_at[:19])}, {len(summary.covers)} sessions){stale}:")
+        from arawn_core.memory.audit import describe as describe_audit  # only when a summary is shown
+
+        if said := describe_audit(summary.provenance):
+            print(f"audit: {line(said)}")
         print(inert(summary.text))
     print()
     session_table(sessions)
@@ -88,39 +95,39 @@ def ws_show(ws: Workstream, summary: Summary | None, sessions: list[Session]) ->
 
 def transcript(messages: list[Message]) -> None:
     for m in messages:
-        print(f"[{m.timestamp[:19]}] {m.role}:\n{inert(m.content)}\n")
+        print(f"[{line(m.timestamp[:19])}] {line(m.role)}:\n{inert(m.content)}\n")
 
 
 def jobs_table(jobs: list[CompressionJob]) -> None:
     print(f"{'ID':36}  {'KIND':10}  {'STATE':8}  {'TRIES':>5}  ERROR")
     for j in jobs:
-        print(f"{j.id:36}  {j.kind.value:10}  {j.state.value:8}  {j.attempts:>5}  {inert(j.last_error or '')}")
+        print(f"{j.id:36}  {j.kind.value:10}  {j.state.value:8}  {j.attempts:>5}  {line(j.last_error or '', 300)}")
 
 
 def search_hits(hits: list[Any]) -> None:
     for h in hits:
         d = h.to_dict()
-        print(f"{inert(d.get('workstream_title', ''))} / {d.get('session_id', '')} [{d.get('role', '')}]"
-              f" {d.get('timestamp', '')[:19]}\n  {inert(d.get('snippet', ''))}")
+        print(f"{line(d.get('workstream_title', ''))} / {d.get('session_id', '')} [{line(d.get('role', ''))}]"
+              f" {line(d.get('timestamp', '')[:19])}\n  {line(d.get('snippet', ''))}")
 
 
 def doctor(doc: dict[str, Any]) -> None:
     ok = "ok" if doc["reachable"] else "UNREACHABLE"
-    print(f"config:      {doc['config']}")
-    print(f"data dir:    {doc['data_dir']} ({doc['data_dir_mode']})")
-    print(inert(f"backend:     {doc['backend']} at {doc['host']}: {ok} {doc['detail']}".rstrip()))
-    print(f"model:       {doc['model']} ({'present' if doc['model_present'] else 'NOT FOUND'})")
-    print(f"compression: {doc['compression_model']}, num_ctx {doc['num_ctx']},"
+    print(f"config:      {line(str(doc['config']))}")
+    print(f"data dir:    {line(doc['data_dir'])} ({doc['data_dir_mode']})")
+    print(line(f"backend:     {doc['backend']} at {doc['host']}: {ok} {doc['detail']}".rstrip()))
+    print(f"model:       {line(doc['model'])} ({'present' if doc['model_present'] else 'NOT FOUND'})")
+    print(f"compression: {line(doc['compression_model'])}, num_ctx {doc['num_ctx']},"
           f" max_summary_tokens {doc['max_summary_tokens']}")
     ctx = doc.get("context")
     if ctx:
         server = f"server's {ctx['server']} ({ctx['source']})" if ctx["server"] else "server's not known yet"
         configured = "configured 0 (the server's)" if not ctx["configured"] else f"configured {ctx['configured']}"
-        print(inert(f"context:     {ctx['used']} used ({ctx['which']}): {configured}, {server}"))
+        print(line(f"context:     {ctx['used']} used ({ctx['which']}): {configured}, {server}"))
     for h in doc.get("hosts") or []:
         state = "up" if h["up"] else f"DOWN ({h['detail']}; retried in {h['retry_in_s']:g}s)"
         chat = ", chats" if h["chat"] else ""
-        print(inert(f"host:        {h['host']}: {state}, {h['in_flight']}/{h['slots']} busy, "
+        print(line(f"host:        {h['host']}: {state}, {h['in_flight']}/{h['slots']} busy, "
                     f"{h['served']} served{chat}"))
     print(f"queue:       {doc['queue_open']} open job(s)")
     if not doc["reachable"] and doc["backend"] == "openai":
@@ -130,7 +137,7 @@ def doctor(doc: dict[str, Any]) -> None:
     elif not doc["model_present"] and doc["backend"] == "openai":
         print("hint: set [llm] model to one the server serves")
     elif not doc["model_present"]:
-        print(f"hint: `ollama pull {doc['model']}`")
+        print(f"hint: `ollama pull {line(doc['model'])}`")
 
 
 class _Line:
@@ -186,14 +193,14 @@ class ProgressReporter(_Line):
             self.show(f"compressing: {event.kind} job {event.job_id[:8]} done", force=True)
         elif isinstance(event, ev.JobFailed):
             retry = " (will retry)" if event.will_retry else ""
-            self.show(f"compressing: {event.kind} job {event.job_id[:8]} failed: {inert(event.error)}{retry}",
+            self.show(f"compressing: {event.kind} job {event.job_id[:8]} failed: {line(event.error, 300)}{retry}",
                       force=True)
 
 
 class ByteProgress(_Line):
     def __init__(self, stream: TextIO, label: str) -> None:
         super().__init__(stream)
-        self.label = label
+        self.label = line(label, 200)  # may hold a file name chosen by whoever sent the file
 
     def update(self, done: int, total: int) -> None:
         pct = 100.0 * done / total if total else 100.0
@@ -203,7 +210,8 @@ class ByteProgress(_Line):
 class CountProgress(_Line):
     def __init__(self, stream: TextIO, label: str) -> None:
         super().__init__(stream)
-        self.label = label
+        self.label = line(label, 200)
 
     def update(self, done: int, total: int) -> None:
         self.show(f"{self.label}: {bar(done, total)}", force=done >= total)
+

@@ -4,9 +4,10 @@ Exit codes: 0 ok; 1 the work failed; 2 bad usage, config or input (one line
 on stderr, no traceback); 3 the LLM backend is unreachable.
 
 Scripts call these commands in loops, so the engine (asyncio, aiosqlite, the
-facade) is imported only by the commands that use it: `ws list` and `jobs list`
-read through `ArawnCore`'s read-only half (`arawn_core.readonly`, plain sqlite3)
-whenever the store needs no repair.
+facade) is imported only by the commands that use it: `ws list`, `ws show`,
+`session list`, `summary` and `jobs list` run their handlers over `ArawnCore`'s
+read-only half (`arawn_core.readonly`, plain sqlite3) whenever the store needs
+no repair.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from arawn_core.errors import EXIT_FAILED, EXIT_UNREACHABLE, EXIT_USAGE, ArawnEr
 from arawn_core.errors import CommandFailed as CliError
 from arawn_core.models import JobState
 from arawn_tui import cli_output as out
+from arawn_tui.sanitize import StreamSanitizer
 
 if TYPE_CHECKING:
     from arawn_core.config import Settings
@@ -37,6 +39,24 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise CliError(f"{self.prog}: {message} (see --help)", EXIT_USAGE)
+
+
+def bounded_int(lo: int, hi: int) -> Callable[[str], int]:
+    """An argparse type: an integer in [lo, hi], else a one-line usage error naming the range."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{text[:40]} is out of range: use {lo} to {hi}")
+        return value
+    parse.__name__ = "integer"
+    return parse
+
+
+#: The most hits one search returns (a bigger --limit is refused, not silently capped).
+MAX_SEARCH_LIMIT = 10_000
 
 
 def build_parser() -> Parser:
@@ -104,39 +124,39 @@ def build_parser() -> Parser:
     search.add_argument("--workstream")
     search.add_argument("--role")
     search.add_argument("--since", help="ISO date, e.g. 2026-11-01")
-    search.add_argument("--limit", type=int, default=20)
+    search.add_argument("--limit", type=bounded_int(1, MAX_SEARCH_LIMIT), default=20,
+                        help=f"most hits to show (1-{MAX_SEARCH_LIMIT}, default 20)")
 
     sub.add_parser("reindex", help="rebuild the SQLite index from the JSONL files")
     sub.add_parser("doctor", help="check config, data dir, backend, model and context size")
     return p
 
 
+def _is_read_only(args: argparse.Namespace) -> bool:
+    return ((args.command == "ws" and args.ws_cmd in ("list", "show")) or args.command == "summary"
+            or (args.command == "session" and args.session_cmd == "list")
+            or (args.command == "jobs" and args.action == "list"))
+
+
 def _read_only(args: argparse.Namespace, settings: Settings) -> int | None:
-    """`ws list` and `jobs list` without the event loop, when the store needs nothing (see
-    `arawn_core.readonly`); None: the command takes the full path (which repairs what needs it)."""
-    if not ((args.command == "ws" and args.ws_cmd == "list") or (args.command == "jobs" and args.action == "list")):
+    """`ws list`, `ws show`, `session list`, `summary` and `jobs list` without the event loop: the
+    same handlers over `ArawnCore`'s read-only half (`arawn_core.readonly`), when the store needs
+    nothing; None: the command takes the full path (which repairs what needs it)."""
+    if not _is_read_only(args):
         return None
     import sqlite3
 
-    from arawn_core.readonly import ReadOnlyCore
+    from arawn_core.readonly import NeedsEngine, ReadOnlyCore, run_without_loop
 
     core = ReadOnlyCore.open(settings)
     if core is None:
         return None
     try:
-        if args.command == "ws":
-            items = core.list_workstreams(include_archived=args.all)
-        else:
-            jobs = core.list_jobs(JobState(args.state) if args.state else None)
-    except sqlite3.Error:
-        return None  # e.g. the file changed under us: the full path reports it, naming the file
+        return run_without_loop(HANDLERS[args.command](core, args))  # the handler prints after its reads
+    except (sqlite3.Error, NeedsEngine):
+        return None  # the file changed under us, or more than reads: the full path (which names any file)
     finally:
         core.close()
-    if args.command == "ws":
-        show_ws_list(args, items)
-    else:
-        show_jobs(args, jobs)
-    return EXIT_OK
 
 
 def show_ws_list(args: argparse.Namespace, items: list[Workstream]) -> None:
@@ -155,7 +175,16 @@ async def _run(args: argparse.Namespace, settings: Settings, backend: LLMBackend
         handler = HANDLERS[args.command]
         return await handler(core, args)
     finally:
+        _print_notices(core.notices)
         await core.close(end_sessions=False)
+
+
+def _print_notices(notices: list[str], limit: int = 20) -> None:
+    """Problems met reading the files (bad lines, a rebuilt index): one stderr line each."""
+    for text in notices[:limit]:
+        print(f"arawn: warning: {out.line(text)}", file=sys.stderr)
+    if len(notices) > limit:
+        print(f"arawn: warning: ... and {len(notices) - limit} more", file=sys.stderr)
 
 
 # ---- command handlers -------------------------------------------------------
@@ -163,6 +192,8 @@ async def _run(args: argparse.Namespace, settings: Settings, backend: LLMBackend
 async def cmd_ws(core: ArawnCore, args: argparse.Namespace) -> int:
     if args.ws_cmd == "list":
         show_ws_list(args, await core.list_workstreams(include_archived=args.all))
+        if any("could not be indexed" in n for n in core.notices):
+            return EXIT_FAILED  # the list is incomplete: the warnings above say which and why
     elif args.ws_cmd == "create":
         ws = await core.create_workstream(args.title, args.tag)
         out.emit(args, ws.to_dict(), lambda: print(ws.id))
@@ -175,13 +206,13 @@ async def cmd_ws(core: ArawnCore, args: argparse.Namespace) -> int:
         out.emit(args, doc, lambda: out.ws_show(ws, summary, sessions))
     elif args.ws_cmd == "archive":
         ws = await core.archive_workstream((await core.resolve_workstream(args.ws)).id)
-        out.emit(args, ws.to_dict(), lambda: print(f"archived {ws.id} {out.inert(ws.title)}"))
+        out.emit(args, ws.to_dict(), lambda: print(f"archived {ws.id} {out.line(ws.title)}"))
     elif args.ws_cmd == "rename":
         ws = await core.rename_workstream((await core.resolve_workstream(args.ws)).id, args.title)
-        out.emit(args, ws.to_dict(), lambda: print(f"renamed {ws.id} to {out.inert(ws.title)}"))
+        out.emit(args, ws.to_dict(), lambda: print(f"renamed {ws.id} to {out.line(ws.title)}"))
     elif args.ws_cmd == "tag":
         ws = await core.set_tags((await core.resolve_workstream(args.ws)).id, args.tags)
-        out.emit(args, ws.to_dict(), lambda: print(f"{ws.id} tags: {out.inert(', '.join(ws.tags)) or '-'}"))
+        out.emit(args, ws.to_dict(), lambda: print(f"{ws.id} tags: {out.line(', '.join(ws.tags)) or '-'}"))
     return EXIT_OK
 
 
@@ -192,11 +223,17 @@ async def cmd_chat(core: ArawnCore, args: argparse.Namespace) -> int:
         raise UsageError("the message is empty")
     parts: list[str] = []
     recalled: list[dict[str, Any]] = []
-    async for piece in core.send(ws.id, text, on_recall=lambda r: recalled.extend(m.to_dict() for m in r.messages)):
-        parts.append(piece)
+    shown = StreamSanitizer()  # the model's text: no terminal escapes reach the terminal
+    try:
+        async for piece in core.send(ws.id, text,
+                                     on_recall=lambda r: recalled.extend(m.to_dict() for m in r.messages)):
+            parts.append(piece)
+            if not args.json:
+                sys.stdout.write(shown.feed(piece))
+                sys.stdout.flush()
+    finally:
         if not args.json:
-            sys.stdout.write(out.inert(piece))  # the model's text: no terminal escapes reach the terminal
-            sys.stdout.flush()
+            sys.stdout.write(shown.flush())
     session = await core.active_session(ws.id)
     if args.json:
         out.print_json({"workstream_id": ws.id, "session_id": session.id if session else None,
@@ -244,7 +281,7 @@ async def _work(core: ArawnCore, workstream_id: str | None, args: argparse.Names
         raise CliError(f"{err} (the work stays queued; run `arawn --headless jobs run` later)", EXIT_UNREACHABLE)
     failed = [o for o in outcomes if not o.ok and not o.will_retry]
     for o in failed:
-        print(f"arawn: job {o.job.id} ({o.job.kind.value}) failed: {out.inert(str(o.error))}", file=sys.stderr)
+        print(f"arawn: job {o.job.id} ({o.job.kind.value}) failed: {out.line(str(o.error))}", file=sys.stderr)
     return EXIT_FAILED if failed else EXIT_OK
 
 
@@ -276,7 +313,7 @@ async def cmd_import(core: ArawnCore, args: argparse.Namespace) -> int:
     report = await core.import_file(Path(args.path), args.format, ws_id, reporter.update)
     reporter.close()
     for problem in report.problems:
-        print(out.inert(f"arawn: {args.path}: {problem.where}: {problem.reason} (skipped)"), file=sys.stderr)
+        print(out.line(f"arawn: {args.path}: {problem.where}: {problem.reason} (skipped)"), file=sys.stderr)
     code = EXIT_OK
     if args.compress and report.conversations_imported:
         await core.compress(report.workstream_id)
@@ -335,7 +372,7 @@ async def cmd_reindex(core: ArawnCore, args: argparse.Namespace) -> int:
     counts = await core.reindex(reporter.update)
     reporter.close()
     out.emit(args, counts, lambda: print(", ".join(f"{v} {k}" for k, v in counts.items())))
-    return EXIT_OK
+    return EXIT_FAILED if counts.get("failed") else EXIT_OK
 
 
 async def cmd_doctor(core: ArawnCore, args: argparse.Namespace) -> int:
@@ -392,8 +429,16 @@ def run(argv: list[str], backend: LLMBackend | None = None) -> int:
         return _fail("interrupted", 130)
     except BrokenPipeError:
         return EXIT_OK
+    except OSError as exc:  # the file system refused (permissions, a read-only disk, I/O error)
+        where = f"{exc.filename}: " if exc.filename else ""
+        return _fail(f"{where}{exc.strerror or exc}", EXIT_FAILED)
+    except Exception as exc:  # a bug, not bad input: still one line (ARAWN_DEBUG=1 shows the traceback)
+        if os.environ.get("ARAWN_DEBUG"):
+            raise
+        return _fail(f"unexpected error (a bug: please report it, with ARAWN_DEBUG=1 for details):"
+                     f" {type(exc).__name__}: {exc}", EXIT_FAILED)
 
 
 def _fail(message: str, code: int) -> int:
-    print(f"arawn: {out.inert(message)}", file=sys.stderr)  # may quote a server's or a file's text
+    print(f"arawn: {out.line(message)}", file=sys.stderr)  # may quote a server's or a file's text
     return code

@@ -5,6 +5,11 @@ sequences, control characters or bidi overrides. Rendered raw they could move
 the cursor, change colours, or reorder what the user reads. Every piece of
 stored content passes through `inert` before it reaches a widget; widgets then
 render it as `Content` or Markdown (never as Rich/Textual markup).
+
+The headless CLI prints through the same `inert` (`arawn_tui.cli_output`), so
+the terminal sees the same neutralised text whichever front end printed it:
+content, titles, file names, model names and servers' error text alike.
+This module imports nothing heavy: the CLI's start path loads it.
 """
 
 from __future__ import annotations

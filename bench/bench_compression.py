@@ -82,7 +82,7 @@ class ObedientReply:
 
     def __call__(self, messages, options) -> str:  # noqa: ANN001 - the FakeBackend ReplyFn
         system = "\n".join(m.get("content", "") for m in messages if m.get("role") == "system")
-        found = _WORDS_RE.findall(system)
+        found = _WORDS_RE.findall("\n".join(m.get("content", "") for m in messages))  # the length note moved to the user turn
         n = max(10, int(int(found[-1]) * FILL)) if found else 100
         if self.pos + n > len(self.words):
             self.pos = 0
@@ -105,7 +105,7 @@ class CallRecorder:
     @staticmethod
     def kind_of(messages) -> str:  # noqa: ANN001
         system = messages[0].get("content", "") if messages else ""
-        if "of a longer session" in system:
+        if "of a longer session" in "\n".join(m.get("content", "") for m in messages):  # the part note is in the user turn
             return "map"
         if system.startswith(P.SESSION_PROMPT[:40]):
             return "session-one-call"

@@ -303,3 +303,181 @@ def _make_error(spec: ErrorSpec) -> BaseException:
     if isinstance(spec, BaseException):
         return spec
     return spec()
+
+
+# ---- models that lose things, and models that echo ----------------------------------
+_FENCED_BODY = re.compile(r"<<<([A-Z-]+)-([0-9a-f]+)>>>\n(.*?)\n<<<END-\1-\2>>>", re.S)
+_ASKED_WORDS = re.compile(r"under (\d+) words")
+_FILLER = ("the work went on with further discussion of the approach and its details while the "
+           "assistant explained the options and the user weighed them against the goals").split()
+
+
+_BLOCK_HEAD = re.compile(r"^\[(user|assistant|system|tool_use|tool_result|agent_push)(?:, [^\]\n]*)?\]\n", re.M)
+_SUMMARY_HEAD = re.compile(r"^\[summary \d+ of \d+\]\n", re.M)
+
+
+def _transcript_points(body: str, plain: bool = False) -> list[str]:
+    """The key items of a rendered transcript, per message with its role, ranked as the audit ranks them."""
+    from arawn_core.memory import keyitems as K
+
+    heads = list(_BLOCK_HEAD.finditer(body))
+    msgs = [(h.group(1), body[h.end():(heads[i + 1].start() if i + 1 < len(heads) else len(body))])
+            for i, h in enumerate(heads)] or [("user", body)]
+    out = []
+    for it in K.rank(K.merge(K.extract(role, text) for role, text in msgs)):
+        if it.kind in K.SENTENCE_KINDS and it.anchors:  # briefly, as a model would: "remember: QKD-4821"
+            label = "remember" if it.kind == "keep" else it.kind
+            out.append(f"{label}: " + ", ".join(dict.fromkeys(t for _, t in K.tokens(it.text))))
+        else:
+            out.append(it.text)
+    return out
+
+
+def _bullets(summary: str) -> tuple[list[str], list[str]]:
+    """(lines of its "Key items" sections, its other bullet lines), in order."""
+    flagged, other = [], []
+    in_section = False
+    for line in summary.splitlines():
+        if line.startswith("## Key items"):
+            in_section = True
+            continue
+        if line.startswith("- "):
+            (flagged if in_section else other).append(line[2:])
+        elif line.strip():
+            in_section = False
+    return flagged, other
+
+
+def _points(messages: list[ChatMessage]) -> list[str]:
+    """What a careful summarizer would write, most important first.
+
+    A transcript: its key items, ranked. Summaries: the lines of their "Key items" sections and the
+    missing items a repair names first, then the bullets of each summary taken in turn (the first
+    point of each, then the second of each ...), so each part's main points come first, with what
+    the user asked to keep moved to the front.
+    """
+    from arawn_core.memory import keyitems as K
+
+    user = "\n".join(m.get("content", "") for m in messages if m.get("role") == "user")
+    blocks = [(m.group(1), m.group(3)) for m in _FENCED_BODY.finditer(user)]
+    if not blocks:  # completion style: the data is plain text
+        return _transcript_points(user)
+    first: list[str] = []
+    parts: list[list[str]] = []
+    for kind, body in blocks:
+        if kind == "TRANSCRIPT":
+            parts.append(_transcript_points(body))
+        elif kind == "ITEMS":
+            first.extend(line[2:] for line in body.splitlines() if line.startswith("- "))
+        else:
+            children = _SUMMARY_HEAD.split(body) if kind == "SUMMARIES" else [body]
+            for child in children:
+                flagged, other = _bullets(child)
+                first.extend(flagged)
+                parts.append(other)
+    turns = []
+    for i in range(max((len(p) for p in parts), default=0)):
+        turns.extend(p[i] for p in parts if i < len(p))
+    if blocks and blocks[0][0] != "TRANSCRIPT":  # summaries: what the user asked to keep before the rest
+        best = {line: max((it.score for it in K.extract("user", line)), default=0.0) for line in turns}
+        turns.sort(key=lambda line: -min(best[line], K.SCORE_KEEP))
+    return [*first, *turns]
+
+
+def data_of(messages: list[ChatMessage]) -> str:
+    """What a summarizer is asked to summarize: the fenced blocks (chat style) or the whole user turn."""
+    user = "\n".join(m.get("content", "") for m in messages if m.get("role") == "user")
+    blocks = [m.group(3) for m in _FENCED_BODY.finditer(user)]
+    return "\n\n".join(blocks) if blocks else user
+
+
+class LossyReply:
+    """A summarizer that writes what it sees, but forgets each key item it sees with probability `drop`.
+
+    "What it sees" is the key items of the data of the request (`arawn_core.memory.keyitems`, per
+    transcript message, ranked as the audit ranks them) and every MARKER token in it. Each one it keeps
+    is written as a bullet (verbatim; a keep request or decision naming codes as just those codes),
+    best first, while the words the prompt asks for and the reply (num_predict) have room (markers
+    always), then real words of the data fill up to `fill` x the words asked for. Seeded: the same calls give
+    the same losses. `forgotten` counts the items dropped at random, `too_long` those left out for
+    want of words, `seen` all of them.
+    """
+
+    def __init__(self, drop: float, seed: int = 0, fill: float = 0.7, chars_per_token: float = 3.0) -> None:
+        import random
+
+        self.chars_per_token = chars_per_token
+        self.drop = drop
+        self.fill = fill
+        self.rng = random.Random(seed)
+        self.seen = 0
+        self.forgotten = 0
+        self.too_long = 0  # items seen but left out for want of words (best first, like a model asked to be brief)
+
+    def __call__(self, messages: list[ChatMessage], options: ChatOptions) -> str:
+        from arawn_core.memory import keyitems as K
+
+        data = data_of(messages)
+        user = "\n".join(m.get("content", "") for m in messages if m.get("role") == "user")
+        asked = _ASKED_WORDS.findall("\n".join(_FENCED_BODY.sub("", m.get("content", "")) for m in messages))
+        words = int(int(asked[-1]) * self.fill) if asked else 60
+        texts: list[str] = []
+        seen: set[str] = set()
+        for text in _points(messages):
+            if text not in seen:
+                seen.add(text)
+                texts.append(text)
+        for marker in markers_in(data):
+            if marker not in seen and not any(marker in t for t in texts):
+                seen.add(marker)
+                texts.append(marker)
+        room = int(options.num_predict * self.chars_per_token * 0.95) if options.num_predict else 10**9
+        limit = int(asked[-1]) if asked else 10**9
+        kept = []
+        used, used_words = 40, 6
+        for text in texts:  # best first, while the words asked for (and the reply) have room
+            self.seen += 1
+            n = len(text.split()) + 1
+            if self.rng.random() < self.drop:
+                self.forgotten += 1
+            elif (used + len(text) + 3 <= room and used_words + n <= limit) or MARKER_RE.fullmatch(text):
+                kept.append(text)
+                used += len(text) + 3
+                used_words += n
+            else:
+                self.too_long += 1
+        lines = ["Summary of the conversation so far."] + [f"- {t}" for t in kept]
+        used = sum(len(line.split()) for line in lines)
+        vocab = re.findall(r"\b[a-z]{2,10}\b", data) or _FILLER  # as often as in the data: real word lengths
+        filler = [self.rng.choice(vocab) for _ in range(max(0, words - used))]  # real words, no loop
+        if filler:
+            lines.append(" ".join(filler) + ".")
+        text = "\n".join(lines)
+        room = min(room, max(len(data) * 4 // 5, len(text) - len(lines[-1]) if filler else len(text)))
+        if len(text) > room and filler:  # and never writes more than it read  # an obedient model stops its padding at the reply limit
+            text = text[:max(room, len(text) - len(lines[-1]))].rsplit(" ", 1)[0] + "."
+        return text
+
+
+class LossyBackend(FakeBackend):
+    """`FakeBackend` answering with a seeded `LossyReply(drop)`."""
+
+    def __init__(self, drop: float, seed: int = 0, fill: float = 0.7, **kwargs: object) -> None:
+        self.lossy = LossyReply(drop, seed, fill)
+        super().__init__(reply=self.lossy, **kwargs)  # type: ignore[arg-type]
+
+
+def echo_prompt(messages: list[ChatMessage], options: ChatOptions) -> str:
+    """What a base model given chat instructions does: it repeats them back."""
+    system = [m["content"] for m in messages if m.get("role") == "system"]
+    if system:
+        return system[0]
+    user = [m["content"] for m in messages if m.get("role") == "user"]
+    return user[-1].rsplit("\n\n", 1)[-1] if user else ""
+
+
+class EchoingBackend(FakeBackend):
+    """`FakeBackend` whose every reply is the request's instructions, repeated back."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(reply=echo_prompt, **kwargs)  # type: ignore[arg-type]

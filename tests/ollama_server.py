@@ -96,6 +96,14 @@ Each takes ``n`` (how many requests it hits; None = every request until
   or, with `clean_eof`, after properly ending the body.
 * ``close_next(n)``                        hang up without any response
 * ``fill_context_next(n)``                 report prompt_eval_count = num_ctx
+* ``trickle_next(n, interval=1.0, forever=True)``
+  stream: one token every `interval` seconds (endlessly with `forever`, else
+  the real reply slowed down); stream=false: the body one byte per `interval`.
+  Every wait is shorter than a per-read timeout: only a whole-request
+  deadline stops it.
+* ``patch_reply_next(n, fields=None, body=None)``
+  merge `fields` into the final (done) object, e.g. {"done": false} or
+  {"prompt_eval_count": "many"}; or answer 200 with `body` instead.
 """
 
 from __future__ import annotations
@@ -261,7 +269,7 @@ class RecordedRequest(dict):
 
 @dataclass
 class _Fault:
-    kind: str  # fail | delay | cut | close | fill
+    kind: str  # fail | delay | cut | close | fill | trickle | patch
     remaining: int | None  # None: until cleared
     paths: tuple[str, ...]
     params: dict[str, Any] = field(default_factory=dict)
@@ -362,6 +370,14 @@ class OllamaServer:
     def fill_context_next(self, n: int | None = 1, paths: Iterable[str] = MODEL_PATHS) -> None:
         self._add("fill", n, paths)
 
+    def trickle_next(self, n: int | None = 1, interval: float = 1.0, forever: bool = True,
+                     paths: Iterable[str] = MODEL_PATHS) -> None:
+        self._add("trickle", n, paths, interval=interval, forever=forever)
+
+    def patch_reply_next(self, n: int | None = 1, fields: dict[str, Any] | None = None,
+                         body: Any = None, paths: Iterable[str] = MODEL_PATHS) -> None:
+        self._add("patch", n, paths, fields=fields or {}, body=body)
+
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
@@ -411,6 +427,8 @@ class OllamaServer:
             raise _HangUp
         if "fail" in faults:
             return h.send_json(int(faults["fail"]["status"]), {"error": faults["fail"]["error"]})
+        if "patch" in faults and faults["patch"].get("body") is not None:
+            return h.send_json(200, faults["patch"]["body"])
 
         route = (method, path)
         if route in {("GET", "/"), ("HEAD", "/")}:
@@ -516,10 +534,16 @@ class OllamaServer:
             pieces = engine.stream(prompt, num_ctx, num_predict, temperature)
             lines = self._reply_lines(engine, is_chat, pieces, num_predict, len(prompt), num_ctx, faults)
             timing = {"started": started, "prompt_done": prompt_done}
+            trickle = faults.get("trickle")
+            if trickle is not None and streaming:
+                return h.send_trickle(lines(timing), trickle, self._stopping, piece_of=lambda text: {
+                    "model": _full_name(engine.name), "created_at": _now(),
+                    **({"message": {"role": "assistant", "content": text}} if is_chat else {"response": text}),
+                    "done": False})
             if streaming:
                 h.send_stream(lines(timing), faults.get("cut"))
             else:
-                h.send_single(lines(timing), is_chat, faults.get("cut"))
+                h.send_single(lines(timing), is_chat, faults.get("cut"), trickle, self._stopping)
 
     def _reply_lines(
         self, engine: Engine, is_chat: bool, pieces: Iterator[str], num_predict: int,
@@ -565,6 +589,7 @@ class OllamaServer:
                 "eval_count": count,
                 "eval_duration": end - timing["prompt_done"],
             })
+            final.update((faults.get("patch") or {}).get("fields") or {})
             yield final
 
         return gen
@@ -580,7 +605,8 @@ class OllamaServer:
         if path == "/_fault" and method == "POST":
             setters = {
                 "fail": self.fail_next, "delay": self.delay_next, "cut": self.cut_stream_next,
-                "close": self.close_next, "fill": self.fill_context_next,
+                "close": self.close_next, "fill": self.fill_context_next, "trickle": self.trickle_next,
+                "patch": self.patch_reply_next,
             }
             kwargs = dict(body)
             setter = setters.get(str(kwargs.pop("kind", "")))
@@ -658,7 +684,24 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(data)
 
-    def send_single(self, objects: Iterator[dict[str, Any]], is_chat: bool, cut: dict[str, Any] | None) -> None:
+    def send_trickle(self, objects: Iterator[dict[str, Any]], trickle: dict[str, Any], stopping: threading.Event,
+                     piece_of: Callable[[str], dict[str, Any]]) -> None:
+        """A stream that never stalls long enough for a read timeout: one line every `interval`."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-ndjson")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        interval = float(trickle["interval"])
+        source: Iterable[dict[str, Any]] = (piece_of("tick ") for _ in iter(int, 1)) if trickle["forever"] else objects
+        for obj in source:
+            if stopping.wait(interval):
+                raise _HangUp
+            self._chunk(json.dumps(obj).encode() + b"\n")  # a client that gave up ends this with a broken pipe
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    def send_single(self, objects: Iterator[dict[str, Any]], is_chat: bool, cut: dict[str, Any] | None,
+                    trickle: dict[str, Any] | None = None, stopping: threading.Event | None = None) -> None:
         """stream=false: accumulate the pieces into the done object, like Ollama."""
         key = "message" if is_chat else "response"
         text, final = [], {}
@@ -672,6 +715,17 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             final[key] = "".join(text)
         data = json.dumps(final).encode()
+        if trickle is not None:  # the whole body promised, sent a byte at a time
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            for i in range(len(data)):
+                if stopping is not None and stopping.wait(float(trickle["interval"])):
+                    raise _HangUp
+                self.wfile.write(data[i:i + 1])
+                self.wfile.flush()
+            return None
         if cut is None:
             return self._send(200, data, "application/json; charset=utf-8")
         # Promise the whole body, deliver half, hang up.

@@ -78,10 +78,14 @@ async def test_ws_list_and_jobs_list_load_none_of_the_engine(tmp_path: Path) -> 
 async def test_the_read_path_shows_what_the_full_engine_shows(tmp_path: Path) -> None:
     data = tmp_path / "data"
     core, a, _ = await make_store(data)
+    assert all(o.ok for o in await core.work_queue(a))  # summaries (and done jobs) to show
+    sessions = [s.id for s in await core.list_sessions(a)]
     await core.archive_workstream(a)
     await core.close(end_sessions=False)
     for argv in (["--json", "ws", "list"], ["--json", "ws", "list", "--all"], ["--json", "jobs", "list"],
-                 ["jobs", "list", "--state", "pending"], ["ws", "list"]):
+                 ["jobs", "list", "--state", "pending"], ["ws", "list"], ["--json", "ws", "show", "thesis"],
+                 ["ws", "show", a], ["--json", "session", "list", "Thesis"], ["session", "list", a],
+                 ["--json", "summary", "Thesis"], ["--json", "summary", a, "--session", sessions[0]]):
         fast = run_cli(tmp_path, "--data-dir", str(data), *argv)
         full = run_cli(tmp_path, "--data-dir", str(data), *argv, full=True)
         assert loaded(fast, FAST) == [] and "aiosqlite" in full["modules"]
@@ -109,3 +113,30 @@ def test_a_missing_data_dir_is_created_by_the_full_path(tmp_path: Path) -> None:
     result = run_cli(tmp_path, "--data-dir", str(tmp_path / "new"), "ws", "list")
     assert result["code"] == 0 and result["out"].splitlines() == [result["out"].splitlines()[0]]
     assert (tmp_path / "new" / "arawn.db").is_file()
+
+
+async def test_show_session_list_and_summary_read_directly_and_fail_the_same_way(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    core, a, b = await make_store(data)
+    await core.create_workstream("Garden")  # a second "Garden": the title is ambiguous
+    await core.close(end_sessions=False)
+    for argv in (["ws", "show", "Thesis"], ["session", "list", a], ["--json", "summary", a]):
+        result = run_cli(tmp_path, "--data-dir", str(data), *argv)
+        assert loaded(result, NEVER) == [] and loaded(result, FAST) == [], argv
+    shown = json.loads(run_cli(tmp_path, "--data-dir", str(data), "--json", "ws", "show", "thesis")["out"])
+    assert shown["id"] == a and shown["session_count"] == 2 and len(shown["sessions"]) == 2
+    for argv, code in ((["ws", "show", "nothing"], 2), (["session", "list", "Garden"], 2), (["summary", a], 1)):
+        fast = _run_failing(tmp_path, "--data-dir", str(data), *argv)
+        full = _run_failing(tmp_path, "--data-dir", str(data), *argv, full=True)
+        assert fast == full and fast[0] == code, (argv, fast, full)
+
+
+def _run_failing(tmp_path: Path, *argv: str, full: bool = False) -> tuple[int, str]:
+    """(exit code, stderr) of a command expected to fail with one line."""
+    code = RUN.replace("print(json.dumps(", "sys.exit(code)\nprint(json.dumps(")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(REPO),
+           "XDG_CONFIG_HOME": str(tmp_path / "config"), "XDG_DATA_HOME": str(tmp_path / "xdg")}
+    cmd = [sys.executable, "-c", textwrap.dedent(code), json.dumps(["--headless", *argv])] + (["full"] if full else [])
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc.returncode, proc.stderr.strip()

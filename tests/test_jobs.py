@@ -27,9 +27,9 @@ async def test_reduce_input_constant_from_2nd_to_50th_session(data_dir: Path, mo
     fed: list[tuple[bool, int]] = []
     real_fold = Summarizer.fold
 
-    async def recording_fold(self, previous, new_summaries, progress=None):
+    async def recording_fold(self, previous, new_summaries, progress=None, **kwargs):
         fed.append((previous is not None, len(new_summaries)))
-        return await real_fold(self, previous, new_summaries, progress)
+        return await real_fold(self, previous, new_summaries, progress, **kwargs)
 
     monkeypatch.setattr(Summarizer, "fold", recording_fold)
     backend = FakeBackend()

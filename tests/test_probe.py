@@ -104,8 +104,8 @@ def test_doctor_info_comes_from_the_probe_without_the_client(ollama_server: Olla
 
 
 def test_tui_status_line_is_complete_without_the_client(ollama_server: OllamaServer, tmp_path: Path) -> None:
-    """The status line says the backend is up, which model and the queue, and the ollama client
-    (and httpx) were never imported: the first chat imports them."""
+    """The status line says the backend is up, which model, its context and the queue, and the
+    ollama client (and httpx) were never imported: the first chat imports them."""
     out = _run(f"""
         import asyncio, json, sys
         from arawn_core.config import parse_settings
@@ -129,6 +129,20 @@ def test_tui_status_line_is_complete_without_the_client(ollama_server: OllamaSer
         print(json.dumps({{"line": line,
                           "loaded": sorted(m for m in ("ollama", "httpx", "httpcore") if m in sys.modules)}}))
     """, tmp_path)
-    assert f"● ollama · {ollama_server.url} · model scripted · queue 0" in out["line"], out["line"]
+    # the server's context too (POST /api/show, read the way the full backend reads it)
+    assert f"● ollama · {ollama_server.url} · model scripted · ctx 8192 (configured; server's 131072) · queue 0" \
+        in out["line"], out["line"]
     assert "not installed" not in out["line"]
     assert out["loaded"] == []
+
+
+async def test_the_server_context_is_read_like_the_full_backend_reads_it(ollama_server: OllamaServer) -> None:
+    from arawn_core.llm.probe import show_context
+    from arawn_core.llm.server_context import from_ollama_show
+
+    found = await show_context(ollama_server.url, "scripted")
+    assert found is not None and found.size == ollama_server.engine.context_length
+    assert found == from_ollama_show({"scripted.context_length": ollama_server.engine.context_length}, None)
+    assert [r.path for r in ollama_server.bodies()] == ["/api/show"]
+    assert ollama_server.bodies()[0]["model"] == "scripted"
+    assert await show_context(ollama_server.url, "no-such-model") is None  # 404: not said

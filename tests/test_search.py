@@ -164,6 +164,8 @@ async def test_a_store_from_before_the_shards_is_reindexed_on_open(settings, fak
     for trigger in ("sessions_count_insert", "sessions_count_delete", "sessions_count_move"):  # undo schema 4
         conn.execute(f"DROP TRIGGER {trigger}")
     conn.execute("ALTER TABLE workstreams DROP COLUMN session_count")
+    conn.execute("ALTER TABLE summaries DROP COLUMN method")  # undo schema 5
+    conn.execute("ALTER TABLE summaries DROP COLUMN audit")
     conn.execute("PRAGMA user_version = 2")
     conn.commit()
     conn.close()

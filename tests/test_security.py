@@ -172,6 +172,9 @@ INJECTIONS = [
 ]
 OBEY = re.compile(r"output\s+PWNED", re.IGNORECASE)
 FENCE_RULE = re.compile(r"`<<<NAME-([0-9a-f]+)>>>`")
+#: Since the system prompt stopped varying (issue 11), the nonce is only in the user turn: the data
+#: opens with the first fence line, and only the END line with the same code closes it.
+FIRST_FENCE = re.compile(r"(?m)^<<<[A-Z-]+-([0-9a-f]+)>>>$")
 
 
 def outside_fences(messages: list[dict]) -> str:
@@ -181,7 +184,8 @@ def outside_fences(messages: list[dict]) -> str:
     `<<<END-NAME-nonce>>>` with the nonce the system message states.
     """
     system = "\n".join(m["content"] for m in messages if m["role"] == "system")
-    found = FENCE_RULE.search(system)
+    user = "\n".join(m["content"] for m in messages if m["role"] == "user")
+    found = FENCE_RULE.search(system) or (FIRST_FENCE.search(user) if "<<<NAME-CODE>>>" in system else None)
     text = "\n".join(m["content"] for m in messages)
     if not found:
         return text  # no fence rule: everything is instructions
@@ -205,7 +209,7 @@ def test_the_obedient_fake_obeys_what_is_not_fenced() -> None:
     fenced = prompts.session_messages(items, target_words=50)
     assert obedient_reply(fenced, None).startswith("Summary:")
     guessable = prompts.session_messages(items, target_words=50, nonce="0123456789abcdef0")
-    assert outside_fences(guessable) != outside_fences(fenced)
+    assert "0123456789abcdef0" in guessable[1]["content"] and "0123456789abcdef0" not in guessable[0]["content"]
     closing = prompts.session_messages([("user", INJECTIONS[3].format(nonce="feed"))], target_words=50)
     assert obedient_reply(closing, None).startswith("Summary:")
 

@@ -175,7 +175,9 @@ async def test_reindex_from_jsonl_alone_restores_everything(settings, fake_backe
         if p.exists():
             p.unlink()
     core = await ArawnCore.open(settings, fake_backend)
-    assert await core.list_workstreams(include_archived=True) == []
+    # a missing index is noticed at open and rebuilt from the files, before anything is listed
+    assert await snapshot(core) == before
+    assert any("missing 2 workstream" in n for n in core.notices)
     counts = await core.reindex()
     assert counts["workstreams"] == 2 and counts["sessions"] == 7 and counts["messages"] == 31
     after = await snapshot(core)
@@ -212,9 +214,9 @@ async def test_reading_one_session_does_not_scan_the_file(core: ArawnCore, monke
     read = []
     real = jsonl.read_spans
 
-    def counting(path, spans):
+    def counting(path, spans, *rest):
         read.append(sum(n for _, n in spans))
-        return real(path, spans)
+        return real(path, spans, *rest)
 
     monkeypatch.setattr(jsonl, "read_spans", counting)
     msgs = await core.session_messages(sessions[2].id)
@@ -226,7 +228,7 @@ async def test_reading_one_session_does_not_scan_the_file(core: ArawnCore, monke
 async def test_compression_config_without_room_fails_once_with_the_keys_to_change(data_dir: Path, fake_backend) -> None:
     from tests.conftest import make_settings
 
-    settings = make_settings(data_dir, "[llm]\nnum_ctx = 1024\n[workstream.compression]\nmax_summary_tokens = 1000\n"
+    settings = make_settings(data_dir, "[llm]\nnum_ctx = 1024\nmax_reply_tokens = 256\n[workstream.compression]\nmax_summary_tokens = 1000\n"
                                        "min_messages = 0\nverbatim_max_chars = 0\n")
     core = await ArawnCore.open(settings, fake_backend)
     ws = await core.create_workstream("tight")

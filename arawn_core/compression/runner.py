@@ -12,7 +12,7 @@ import hashlib
 import logging
 import time
 from dataclasses import dataclass
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Sequence
 
 from arawn_core import events as ev
 from arawn_core.compression.budget import TokenEstimator
@@ -28,12 +28,15 @@ from arawn_core.compression.staleness import VERBATIM_MODEL, is_stale  # noqa: F
 from arawn_core.config import Settings
 from arawn_core.llm.base import LLMBackend
 from arawn_core.llm.errors import LLMError
+from arawn_core.memory import keyitems as K
+from arawn_core.memory.keyitems import KeyItem
 from arawn_core.models import (
     CompressionJob,
     JobKind,
     Message,
     Provenance,
     Summary,
+    SummaryAudit,
     SummaryKind,
     new_id,
 )
@@ -79,6 +82,10 @@ class JobRunner:
         self.estimator = estimator
         self.model = model
         self._summarizer: Summarizer | None = None
+        self._style: str | None = None
+        #: Lines that must survive every reduce of a workstream (pins, user edits): a hook for
+        #: `arawn_core.memory`; the audit treats them as key items ranked above all others.
+        self.must_keep: Callable[[str], Awaitable[Sequence[str]]] | None = None
         #: The context calls are planned with (min of [llm] num_ctx and the server's); set by the core.
         self.num_ctx_for: Callable[[str], Awaitable[int]] | None = None
         self._num_ctx = settings.llm.num_ctx
@@ -99,6 +106,8 @@ class JobRunner:
         cfg = SummarizerConfig(
             model=self.model(), num_ctx=self._num_ctx, max_summary_tokens=c.max_summary_tokens,
             safety_margin_tokens=c.safety_margin_tokens, max_concurrency=concurrency, fan_in=c.fan_in,
+            audit=c.audit, key_items_share=c.key_items_share,  # type: ignore[arg-type]
+            style="completion" if self._style == "completion" else "chat",
         )
         try:
             return Summarizer(self.backend, cfg, self.estimator)
@@ -143,6 +152,9 @@ class JobRunner:
         self.bus.publish(ev.WorkstreamUpdated(job.workstream_id))
         return JobOutcome(job, True, llm_calls=calls)
 
+    async def _must_keep(self, workstream_id: str) -> list[str]:
+        return list(await self.must_keep(workstream_id)) if self.must_keep is not None else []
+
     async def _save_progress(self, job_id: str, done: int, total: int) -> None:
         try:
             await self.queue.set_progress(job_id, done, total)
@@ -154,7 +166,24 @@ class JobRunner:
 
         await self.repo.kv_set("token_estimator", json.dumps(self.estimator.to_dict()))
 
+    async def _detect_style(self) -> None:
+        """A base model (the packaged embedded one) gets the completion framing; known once resolved."""
+        if self._style is not None:
+            return
+        configured = self.settings.workstream.compression.prompt_style
+        if configured != "auto":
+            self._style = configured
+            self._summarizer = None
+            return
+        backend = self.backend
+        resolve = getattr(backend, "resolve", None)
+        if resolve is not None:
+            backend = await resolve()
+        self._style = "completion" if getattr(backend, "base_model", False) else "chat"
+        self._summarizer = None
+
     async def _execute(self, job: CompressionJob, progress: Callable[[int, int], None]) -> int:
+        await self._detect_style()
         if self.num_ctx_for is not None:
             self._num_ctx = await self.num_ctx_for(self.model())
         if job.kind is JobKind.SESSION:
@@ -166,7 +195,12 @@ class JobRunner:
         return await self._reduce(job, progress, rebuild=False)
 
     def _summary(self, kind: SummaryKind, job: CompressionJob, text: str, model: str, result: SummaryResult | None,
-                 input_chars: int, input_hash: str, covers: list[str], started: float) -> Summary:
+                 input_chars: int, input_hash: str, covers: list[str], started: float,
+                 audit: SummaryAudit | None = None) -> Summary:
+        if result is not None:
+            method, audit = result.method, result.audit
+        else:
+            method = "verbatim" if model == VERBATIM_MODEL else "model"
         return Summary(
             id=new_id(), kind=kind, workstream_id=job.workstream_id,
             session_id=job.session_id if kind is not SummaryKind.WORKSTREAM else None, text=text,
@@ -177,6 +211,7 @@ class JobRunner:
                 output_tokens=result.output_tokens if result else 0,
                 llm_calls=result.llm_calls if result else 0,
                 duration_s=round(time.monotonic() - started, 3), input_hash=input_hash,
+                method=method, audit=audit,
             ),
             covers=covers,
         )
@@ -208,13 +243,20 @@ class JobRunner:
         chars = sum(len(m.content) for m in messages)
         c = self.settings.workstream.compression
         result: SummaryResult | None = None
+        audit: SummaryAudit | None = None
         if len(messages) < c.min_messages and chars <= c.verbatim_max_chars:
             text, used_model = verbatim_text(messages), VERBATIM_MODEL
+            if c.audit != "off":  # every word is kept; the items still travel up to the reduce
+                items = K.rank(K.merge(K.extract(m.role, m.content) for m in messages),
+                               limit=self.summarizer().max_items())
+                audit = SummaryAudit(mode=c.audit, level="verbatim", kept=len(items), total=len(items),
+                                     items=[it.to_dict() for it in items])
         else:
             result = await self.summarizer().summarize_session([(m.role, m.content) for m in messages], progress)
             text, used_model = result.text, model
+            _keep_previous_if_fallback(result, existing)
         summary = self._summary(SummaryKind.SESSION, job, text, used_model, result, chars, digest,
-                                [session.id], started)
+                                [session.id], started, audit)
         await self._commit(job, summary, then_reduce=True)
         return result.llm_calls if result else 0
 
@@ -229,7 +271,8 @@ class JobRunner:
                 await self._commit(job, None)
                 return 0
             texts = [s.text for _, s in pending]
-            result = await summarizer.rebuild(texts, progress)
+            result = await summarizer.rebuild(texts, progress, items=[stored_items(s) for _, s in pending],
+                                              must_keep=await self._must_keep(job.workstream_id))
             covers = [sid for sid, _ in pending]
             digest = input_hash(*texts)
         else:
@@ -239,9 +282,13 @@ class JobRunner:
                 return 0
             texts = [s.text for _, s in pending]
             prev_text = previous.text if previous else None
-            result = await summarizer.fold(prev_text, texts, progress)
+            result = await summarizer.fold(prev_text, texts, progress,
+                                           previous_items=stored_items(previous) if previous else None,
+                                           new_items=[stored_items(s) for _, s in pending],
+                                           must_keep=await self._must_keep(job.workstream_id))
             covers = (previous.covers if previous else []) + [sid for sid, _ in pending]
             digest = input_hash(prev_text, *texts)
+        _keep_previous_if_fallback(result, previous)
         summary = self._summary(SummaryKind.WORKSTREAM, job, result.text, model, result,
                                 sum(len(t) for t in texts) + (len(previous.text) if previous and not rebuild else 0),
                                 digest, covers, started)
@@ -271,8 +318,28 @@ class JobRunner:
             await self._commit(job, None)
             return 0
         result = await self.summarizer().checkpoint([(m.role, m.content) for m in older],
-                                                     previous.text if previous else None)
+                                                     previous.text if previous else None,
+                                                     previous_items=stored_items(previous) if previous else None)
+        _keep_previous_if_fallback(result, previous)
         summary = self._summary(SummaryKind.CHECKPOINT, job, result.text, self.model(), result,
                                 sum(len(m.content) for m in older), hash_messages(older), [older[-1].id], started)
         await self._commit(job, summary)
         return result.llm_calls
+
+
+def stored_items(summary: Summary | None) -> list[KeyItem] | None:
+    """The key items a stored summary answers for (None: it has no audit; the summarizer derives them)."""
+    if summary is None or summary.provenance.audit is None:
+        return None
+    return [KeyItem.from_dict(d, i) for i, d in enumerate(summary.provenance.audit.items) if isinstance(d, dict)]
+
+
+def _keep_previous_if_fallback(result: SummaryResult, previous: Summary | None) -> None:
+    """A model-written summary is never replaced by an extractive one: the job fails, naming the defect."""
+    if result.method != "extractive" or previous is None or previous.provenance.method == "extractive":
+        return
+    defects = "; ".join(result.audit.defects) if result.audit else "its reply was not a summary"
+    raise CompressionError(
+        f"the model did not write a summary ({defects}, also after a corrective retry); "
+        "the previous summary stays current"
+    )

@@ -136,6 +136,8 @@ def _open_source(path: Path, fmt: str, usage_error: type[Exception]) -> ImportSo
         raise usage_error(f"cannot import {path}: no such file")
     if path.is_dir():
         raise usage_error(f"cannot import {path}: it is a directory, give a file")
+    if not path.is_file():  # a FIFO or a device would block the import or never end
+        raise usage_error(f"cannot import {path}: not a regular file")
     try:
         return ImportSource(path, fmt)
     except FormatError as exc:

@@ -58,6 +58,11 @@ SHAREGPT_ROLES = {
     "system": "system",
 }
 _CANONICAL_FROM = {"human", "gpt", "system"}
+#: OpenAI-style roles that are not arawn's, mapped (the original role is kept in the import metadata).
+OPENAI_ROLES = {"tool": "tool_result", "function": "tool_result", "developer": "system"}
+#: A file that starts with "{" but whose first line is not a whole value is read whole (to say why it
+#: cannot be imported) only up to this size.
+WHOLE_OBJECT_LIMIT = 256 << 20
 
 
 class FormatError(Exception):
@@ -432,14 +437,24 @@ def parse_messages_record(obj: Any) -> tuple[str | None, list[SourceMessage]]:
         if not isinstance(m, dict):
             raise RecordError(f"{what}: expected an object")
         role = m.get("role")
-        if role not in ROLES:
-            raise RecordError(f"{what}: role {role!r} is not one of {', '.join(sorted(ROLES))}")
-        ts = normalize_timestamp(m["timestamp"]) if m.get("timestamp") is not None else None
         meta = m.get("metadata")
         if meta is not None and not isinstance(meta, dict):
             raise RecordError(f"{what}: metadata must be an object")
+        if isinstance(role, str) and role in OPENAI_ROLES:
+            # an OpenAI-style tool reply: kept as arawn's tool_result, with what it answered
+            extra = {k: m[k] for k in ("tool_call_id", "name") if isinstance(m.get(k), str)}
+            meta = {**(meta or {}), "source_role": role, **extra}
+            role = OPENAI_ROLES[role]
+        if role not in ROLES:
+            raise RecordError(f"{what}: role {role!r} is not one of {', '.join(sorted(ROLES))}")
+        ts = normalize_timestamp(m["timestamp"]) if m.get("timestamp") is not None else None
         mid = m.get("id")
-        out.append(SourceMessage(role, _content(m.get("content"), what), ts,
+        content = m.get("content")
+        if content is None and role in ("assistant", "tool_result") and m.get("tool_calls") is not None:
+            content = ""  # an assistant turn that only calls tools; the calls are kept in metadata
+        if m.get("tool_calls") is not None:
+            meta = {**(meta or {}), "tool_calls": m["tool_calls"]}
+        out.append(SourceMessage(role, _content(content, what), ts,
                                  str(mid) if mid is not None else None, meta))
     _check_unicode([source_id], out)
     return source_id, out
@@ -703,8 +718,35 @@ def _container(path: Path) -> str:
     if first == b"[":
         return "array"
     if first == b"{":
+        _refuse_one_spread_object(path)
         return "lines"
     raise FormatError(f"no recognizable format: it starts with {first!r}, not a JSON array '[' or object '{{'")
+
+
+def _refuse_one_spread_object(path: Path) -> None:
+    """A file that is one JSON object pretty-printed over many lines is not JSON Lines: say so,
+    instead of reporting every one of its lines as invalid JSON."""
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 20)
+    if head.startswith(BOM):
+        head = head[len(BOM):]
+    first = next((ln for ln in head.splitlines(keepends=True) if ln.strip()), b"")
+    try:
+        json.loads(first)
+        return  # the first line is a whole record: JSON Lines
+    except (ValueError, RecursionError):
+        pass
+    if path.stat().st_size > WHOLE_OBJECT_LIMIT:
+        return
+    try:
+        whole = json.loads(path.read_bytes().removeprefix(BOM))
+    except (ValueError, RecursionError):
+        return  # not one object either: JSON Lines with a bad first line, reported line by line
+    if isinstance(whole, dict):
+        lines = head.count(b"\n") + 1 if len(head) < (1 << 20) else "many"
+        raise FormatError(f"the file is one JSON object spread over {lines} lines (pretty-printed); import"
+                          " wants JSON Lines (one conversation object per line) or a JSON array [...] of"
+                          " them: wrap the object in [ ] or write it on one line")
 
 
 def _first_line_is_a_record(path: Path, limit: int = 1 << 20) -> bool:

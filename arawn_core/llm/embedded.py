@@ -53,6 +53,7 @@ from typing import Any, AsyncIterator, Callable, Iterator, Sequence
 import platformdirs
 
 from .base import BackendInfo, ChatChunk, ChatMessage, ChatOptions, Completion, Usage
+from .deadline import Deadline
 from .errors import ContextOverflow, LLMError
 
 log = logging.getLogger(__name__)
@@ -444,20 +445,27 @@ class LlamaRunner:
         """
         llm = self._llm_any()
         bos = [llm.token_bos()] if llm.token_bos() >= 0 else []
+        # A final assistant message is an opened reply (a prefill): it is continued, not closed.
+        opened = bool(messages) and messages[-1].get("role") == "assistant"
         if self.chat_format == "gemma":
             tokens = list(bos)
-            for m in fold_system(messages):
+            turns = fold_system(messages)
+            for i, m in enumerate(turns):
                 role = "model" if m["role"] == "assistant" else "user"
                 tokens += self.tokenize(f"<start_of_turn>{role}\n", special=True)
                 tokens += self.tokenize(m["content"])
+                if opened and i == len(turns) - 1:
+                    return tokens
                 tokens += self.tokenize("<end_of_turn>\n", special=True)
             return tokens + self.tokenize("<start_of_turn>model\n", special=True)
         if self.chat_format == "template":
             return self._render_template(llm, messages)
         tokens = list(bos)  # ChatML
-        for m in messages:
+        for i, m in enumerate(messages):
             tokens += self.tokenize(f"<|im_start|>{m.get('role', 'user')}\n", special=True)
             tokens += self.tokenize(m.get("content") or "")
+            if opened and i == len(messages) - 1:
+                return tokens
             tokens += self.tokenize("<|im_end|>\n", special=True)
         return tokens + self.tokenize("<|im_start|>assistant\n", special=True)
 
@@ -609,8 +617,11 @@ class EmbeddedBackend:
         stop: Sequence[str] | None = None,
         selection_reason: str = "",
         progress: Progress | None = stderr_progress,
+        timeout_s: float | None = None,
     ) -> None:
         default = model_path is None or str(model_path) == ""
+        #: One deadline for each whole request (`[llm] request_timeout_s`); None: unbounded.
+        self.timeout_s = timeout_s
         if stop is None:
             # The packaged model is a base model: it rarely ends its turn by itself, so a
             # reply ends at its first blank line (else every summary would hit num_predict).
@@ -618,6 +629,8 @@ class EmbeddedBackend:
         path = default_model_path() if default else Path(model_path).expanduser()  # type: ignore[arg-type]
         self.host = str(path)
         self.model_override = model_name or (DEFAULT_MODEL_NAME if default else path.stem)
+        #: The packaged model is a base model: it continues text, so summaries use the completion framing.
+        self.base_model = default
         self.selection_reason = selection_reason
         self._default = default
         ensure = (lambda: ensure_default_model(path, progress)) if default else None
@@ -733,12 +746,14 @@ class EmbeddedBackend:
                     self.generations.append(stats)
                 put(_END)
 
+        deadline = Deadline(self.timeout_s, self.host) if self.timeout_s else None
         self._cancels.add(cancel)
         future = loop.run_in_executor(self._executor, work)
         future.add_done_callback(_consume_result)
         try:
             while True:
-                item = await queue.get()
+                # past the deadline the `finally` below stops the generation at its next token
+                item = await (deadline.within(queue.get()) if deadline else queue.get())
                 if item is _END:
                     break
                 if isinstance(item, BaseException):

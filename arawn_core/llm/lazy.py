@@ -41,6 +41,7 @@ class LazyBackend:
         self.memory = memory if memory is not None else ContextMemory()
         self._backend: LLMBackend | None = None
         self._lock: asyncio.Lock | None = None  # made on first use: predicting the kind needs no event loop
+        self._light_contexts: dict[str, ServerContext] = {}  # model -> what /api/show said (light probe)
         self._prediction: str | None = None
 
     async def resolve(self) -> LLMBackend:
@@ -97,8 +98,9 @@ class LazyBackend:
 
     @property
     def info_is_light(self) -> bool:
-        """True while `info()` is the light probe: nothing imported, a few ms of the event loop."""
-        return self._backend is None and self.kind == "ollama"
+        """True while `info()` is the light probe: nothing imported, a few ms of the event loop.
+        (One Ollama host only: a pool reports each of its hosts, through the full backend.)"""
+        return self._backend is None and self.kind == "ollama" and len(self.settings.llm.all_hosts) <= 1
 
     async def info(self) -> BackendInfo:
         """Before the first request, an Ollama backend is checked with the light probe (two plain
@@ -108,6 +110,17 @@ class LazyBackend:
         return await (await self.resolve()).info()
 
     async def server_context(self, model: str) -> ServerContext | None:
+        if model in self._light_contexts:  # asked once a run, as the backends do: not again once resolved
+            return self._light_contexts[model]
+        if self.info_is_light:  # as the Ollama backend asks (/api/show), without loading its client
+            if model not in self._light_contexts:
+                from arawn_core.llm.probe import show_context
+
+                found = await show_context(self.host, model)
+                if found is None:
+                    return None  # not said, or not reachable: asked again next time
+                self._light_contexts[model] = found
+            return self._light_contexts[model]
         read = getattr(await self.resolve(), "server_context", None)
         return await read(model) if read is not None else None
 

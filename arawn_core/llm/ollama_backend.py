@@ -20,14 +20,18 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import os
 import re
 from typing import Any, AsyncIterator, Iterator
 
 import httpx
-import ollama
 from pydantic import ValidationError
 
+from arawn_core.config import DEFAULT_HOST, host_problem
+
 from .base import BackendInfo, ChatChunk, ChatMessage, ChatOptions, Completion, Usage
+from .deadline import Deadline
 from .server_context import ServerContext, from_ollama_show
 from .errors import (
     BackendError,
@@ -37,6 +41,31 @@ from .errors import (
     LLMTimeout,
     ModelNotFound,
 )
+
+log = logging.getLogger(__name__)
+
+
+def _import_ollama() -> Any:
+    """`import ollama`, even when $OLLAMA_HOST is malformed.
+
+    The package builds a default client from $OLLAMA_HOST at import time and raises a bare
+    ValueError on a bad one. arawn never uses that client (it passes the host it validated),
+    so the variable is swapped for the default just for the import, then put back.
+    """
+    value = os.environ.get("OLLAMA_HOST")
+    if value is None or host_problem(value) is None:
+        import ollama
+
+        return ollama
+    os.environ["OLLAMA_HOST"] = DEFAULT_HOST
+    try:
+        import ollama
+    finally:
+        os.environ["OLLAMA_HOST"] = value
+    return ollama
+
+
+ollama = _import_ollama()
 
 #: httpx mounts that override every proxy httpx would take from the environment (None: connect directly).
 NO_ENV_PROXIES: dict[str, None] = {"all://": None, "http://": None, "https://": None}
@@ -70,20 +99,48 @@ def _text(value: str | None) -> str:
     return _LONE_SURROGATE.sub("\ufffd", value)
 
 
-def _usage(reply: ollama.ChatResponse) -> Usage:
-    return Usage(
-        prompt_tokens=reply.prompt_eval_count or 0,
-        completion_tokens=reply.eval_count or 0,
-        done_reason=reply.done_reason,
-    )
+def _usage(reply: Any, options: ChatOptions, host: str) -> Usage:
+    """The reply's token counts, or 0 ("not reported") for counts no server could have produced.
+
+    A prompt count above num_ctx (the server cuts the prompt to num_ctx) or below zero is not
+    a measurement: learning from it would mis-size every later call, and reporting it as a
+    filled context would blame the user's num_ctx for the server's bug.
+    """
+    prompt = reply.prompt_eval_count or 0
+    completion = reply.eval_count or 0
+    limit = max(options.num_predict, options.num_ctx)
+    if not 0 <= prompt <= options.num_ctx or not 0 <= completion <= limit:
+        log.info("ignoring absurd token counts from %s: prompt_eval_count=%r eval_count=%r (num_ctx %d)",
+                    host, reply.prompt_eval_count, reply.eval_count, options.num_ctx)
+        prompt = prompt if 0 <= prompt <= options.num_ctx else 0
+        completion = completion if 0 <= completion <= limit else 0
+    return Usage(prompt_tokens=prompt, completion_tokens=completion, done_reason=reply.done_reason)
+
+
+def _flat(text: str, limit: int = 500) -> str:
+    """A server's words on one line (they end up in error lines and the jobs table)."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _malformed(exc: ValidationError, host: str) -> LLMError:
+    """A reply that does not parse as Ollama's: the server's own `error` if it sent one, else which fields."""
+    problems = []
+    for err in exc.errors()[:3]:
+        given = err.get("input")
+        if isinstance(given, dict) and given.get("error"):
+            return BackendError(f"Ollama at {host} answered with an error: {_flat(given['error'])}", transient=True)
+        where = ".".join(str(part) for part in err.get("loc", ())) or "reply"
+        problems.append(f"{where}: {err.get('msg', 'invalid')}")
+    return BackendError(f"malformed reply from {host}: {_flat('; '.join(problems))}", transient=True)
 
 
 class OllamaBackend:
     """`LLMBackend` over Ollama's HTTP API.
 
-    `timeout_s` is httpx's per-operation timeout: it bounds connecting and
-    each wait for the next bytes, not the whole reply, so a slow but steady
-    stream never times out while a stalled server does.
+    `timeout_s` bounds each whole request, streamed reply included (see
+    `deadline.py`): a server that sends a token a second, or a body a byte a
+    second, is cut off at it and the request fails as `LLMTimeout`.
     """
 
     kind = "ollama"
@@ -100,22 +157,24 @@ class OllamaBackend:
     async def chat(self, messages: list[ChatMessage], options: ChatOptions) -> AsyncIterator[ChatChunk]:
         """Stream a reply; the last chunk has done=True and usage (see `context_filled`)."""
         _require_model(options)
+        deadline = Deadline(self.timeout_s, self.host)
         with self._translated(options.model):
-            stream = await self._client.chat(
+            stream = await deadline.within(self._client.chat(
                 model=options.model, messages=messages, options=_request_options(options), stream=True
-            )
+            ))
         try:
             while True:
                 with self._translated(options.model):
                     try:
-                        part = await anext(stream)
+                        part = await deadline.within(anext(stream))
                     except StopAsyncIteration:
                         break
+                content = _text(part.message.content if part.message else "")
                 if part.done:
-                    yield ChatChunk(text=_text(part.message.content), done=True, usage=_usage(part))
+                    yield ChatChunk(text=content, done=True, usage=_usage(part, options, self.host))
                     return
-                if part.message.content:
-                    yield ChatChunk(text=_text(part.message.content))
+                if content:
+                    yield ChatChunk(text=content)
         finally:
             # Also runs when the caller stops early: releases the HTTP connection now, not at GC.
             await stream.aclose()
@@ -124,11 +183,15 @@ class OllamaBackend:
     async def complete(self, messages: list[ChatMessage], options: ChatOptions) -> Completion:
         """One non-streamed reply. Raises ContextOverflow if the server had to cut the input."""
         _require_model(options)
+        deadline = Deadline(self.timeout_s, self.host)
         with self._translated(options.model):
-            reply = await self._client.chat(
+            reply = await deadline.within(self._client.chat(
                 model=options.model, messages=messages, options=_request_options(options), stream=False
-            )
-        usage = _usage(reply)
+            ))
+        if not reply.done:  # a reply that says it is unfinished is never passed on as a whole one
+            raise BackendError(f"Ollama at {self.host} sent an unfinished reply (done: false) to a"
+                               " non-streamed request", transient=True)
+        usage = _usage(reply, options, self.host)
         if context_filled(usage, options.num_ctx):
             raise ContextOverflow(
                 f"the prompt filled all {options.num_ctx} tokens of context, so the server dropped its oldest part",
@@ -140,7 +203,7 @@ class OllamaBackend:
     async def list_models(self) -> list[str]:
         """Names of the models the server has (api/tags), e.g. "llama3.2:latest"."""
         with self._translated(""):
-            listing = await self._client.list()
+            listing = await Deadline(self.timeout_s, self.host).within(self._client.list())
         return [m.model for m in listing.models if m.model]
 
     async def server_context(self, model: str) -> ServerContext | None:
@@ -198,13 +261,18 @@ class OllamaBackend:
             return BackendUnavailable(self.host, str(cause) if cause else "could not connect")
         if isinstance(exc, httpx.TransportError):  # server hung up mid-reply, read error, ...
             return BackendError(f"connection to {self.host} broke: {exc or type(exc).__name__}", transient=True)
-        if isinstance(exc, (json.JSONDecodeError, ValidationError)):  # a line or body cut short or garbled
-            return BackendError(f"malformed reply from {self.host}: {exc}", transient=True)
+        if isinstance(exc, ValidationError):  # JSON, but not Ollama's shape (maybe a 200 with an error)
+            return _malformed(exc, self.host)
+        if isinstance(exc, (AttributeError, TypeError)) and _from_the_client(exc):
+            # JSON, but not an object ([1], "text", 5): the client trips over it while reading it
+            return BackendError(f"malformed reply from {self.host}: a reply that is not a JSON object", transient=True)
+        if isinstance(exc, json.JSONDecodeError):  # a line or body cut short or garbled
+            return BackendError(f"malformed reply from {self.host}: {_flat(str(exc))}", transient=True)
         return None
 
     def _from_response(self, exc: ollama.ResponseError, model: str) -> LLMError:
         status = exc.status_code
-        text = str(exc.error)
+        text = _flat(exc.error)
         lowered = text.lower()
         # A plain 404 ("404 page not found") means a wrong URL, not a missing model.
         if status == 404 and "model" in lowered and "not found" in lowered:
@@ -218,7 +286,17 @@ class OllamaBackend:
         return BackendError(f"Ollama at {self.host} returned HTTP {status}: {text}", status, transient=transient)
 
 
+def _from_the_client(exc: BaseException) -> bool:
+    """The error was raised inside the ollama package (reading a reply), not in arawn's own code."""
+    tb = exc.__traceback__
+    last = None
+    while tb is not None:
+        last = tb
+        tb = tb.tb_next
+    return last is not None and "ollama" in last.tb_frame.f_code.co_filename.replace("\\", "/").split("/")[-2:-1]
+
+
 def _require_model(options: ChatOptions) -> None:
     """Fail loudly on a config bug instead of sending a request the client would reject obscurely."""
-    if not options.model:
-        raise ValueError("ChatOptions.model is empty")
+    if not options.model or not options.model.strip():
+        raise LLMError("no model name: set [llm] model in arawn.toml (e.g. model = \"llama3.2\")")

@@ -39,6 +39,7 @@ import openai
 from pydantic import ValidationError
 
 from .base import BackendInfo, ChatChunk, ChatMessage, ChatOptions, Completion, Usage
+from .deadline import Deadline
 from .errors import BackendError, BackendUnavailable, ContextOverflow, LLMError, LLMTimeout, ModelNotFound
 from .server_context import (
     ContextMemory,
@@ -89,14 +90,15 @@ class OpenAIBackend:
     async def chat(self, messages: list[ChatMessage], options: ChatOptions) -> AsyncIterator[ChatChunk]:
         """Stream a reply; the last chunk has done=True and the usage the server counted."""
         _require_model(options)
-        stream = await self._create(options, messages, stream=True)
+        deadline = Deadline(self.timeout_s, self.host)  # the whole request, stream included (deadline.py)
+        stream = await deadline.within(self._create(options, messages, stream=True))
         usage = Usage()
         finished = False
         try:
             while True:
                 with self._translated(options.model):
                     try:
-                        chunk = await anext(stream)
+                        chunk = await deadline.within(anext(stream))
                     except StopAsyncIteration:
                         break
                 if chunk.usage is not None:

@@ -4,8 +4,8 @@ Why not the `ollama` client: importing it (pydantic models, httpx, httpcore,
 an SSL context built at import) takes a few hundred ms, and at start-up that
 happens in a thread that shares the interpreter lock with the screen just as
 the user starts typing. The status line and `doctor` only need two small GET
-requests (`/api/version`, `/api/tags`), so this module makes them with asyncio
-streams and nothing else; the full client is imported at the first chat or
+requests (`/api/version`, `/api/tags`; and `/api/show` for the model's context),
+so this module makes them with asyncio streams and nothing else; the full client is imported at the first chat or
 compression (`arawn_core.llm.lazy`).
 
 The same rules as the real backend (`ollama_backend`): only the configured
@@ -19,7 +19,11 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from arawn_core.llm.server_context import ServerContext
 
 #: The whole probe (connect, both requests, both replies) ends within this many seconds.
 PROBE_TIMEOUT_S = 3.0
@@ -112,8 +116,26 @@ async def probe(host: str, timeout_s: float = PROBE_TIMEOUT_S) -> ProbeResult:
     return ProbeResult(target.url, True, version=version, models=models)
 
 
-async def _get_json(target: _Target, path: str) -> object:
-    """GET `path` on its own connection (Connection: close) and parse the JSON body."""
+async def show_context(host: str, model: str, timeout_s: float = PROBE_TIMEOUT_S) -> ServerContext | None:
+    """The context the server runs `model` with, from `POST /api/show` (as the full backend reads it);
+    None when the server does not say, does not know the model, or cannot be asked."""
+    from arawn_core.llm.server_context import from_ollama_show
+
+    try:
+        target = parse_host(host)
+        shown = await asyncio.wait_for(_get_json(target, "/api/show", {"model": model}), timeout_s)
+    except (ProbeError, asyncio.TimeoutError):
+        return None
+    if not isinstance(shown, dict):
+        return None
+    info = shown.get("model_info")
+    params = shown.get("parameters")
+    return from_ollama_show(info if isinstance(info, dict) else None, params if isinstance(params, str) else None)
+
+
+async def _get_json(target: _Target, path: str, body: object = None) -> object:
+    """GET `path` (POST with a JSON `body`) on its own connection (Connection: close) and parse the
+    JSON reply."""
     ssl_context = None
     if target.scheme == "https":
         import ssl
@@ -128,9 +150,12 @@ async def _get_json(target: _Target, path: str) -> object:
     except (OSError, ValueError) as exc:
         raise ProbeError(f"cannot connect to {target.url}: {exc}") from None
     try:
-        request = (f"GET {target.base_path}{path} HTTP/1.1\r\nHost: {target.host_header}\r\n"
-                   "Accept: application/json\r\nUser-Agent: arawn-probe\r\nConnection: close\r\n\r\n")
-        writer.write(request.encode("ascii"))
+        payload = b"" if body is None else json.dumps(body).encode("utf-8")
+        head = (f"{'GET' if body is None else 'POST'} {target.base_path}{path} HTTP/1.1\r\n"
+                f"Host: {target.host_header}\r\nAccept: application/json\r\nUser-Agent: arawn-probe\r\n"
+                + (f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n" if body is not None else "")
+                + "Connection: close\r\n\r\n")
+        writer.write(head.encode("ascii") + payload)
         await writer.drain()
         status, headers = await _read_head(reader, where)
         if 300 <= status < 400:

@@ -29,6 +29,8 @@ import httpx
 
 from arawn_core.config import Settings
 from arawn_core.llm.base import BackendInfo, LLMBackend
+from arawn_core.llm.deadline import Deadline
+from arawn_core.llm.errors import LLMTimeout
 from arawn_core.llm.embedded import (
     DEFAULT_MODEL_NAME,
     INSTALL_HINT,
@@ -76,8 +78,8 @@ async def probe_ollama(host: str, timeout_s: float = PROBE_TIMEOUT_S) -> tuple[b
     url = ollama_url(host).rstrip("/") + "/api/version"
     try:
         async with httpx.AsyncClient(timeout=timeout_s, follow_redirects=False, mounts=NO_ENV_PROXIES) as client:
-            reply = await client.get(url)
-    except httpx.TimeoutException:
+            reply = await Deadline(timeout_s, host).within(client.get(url))  # a trickled answer too
+    except (httpx.TimeoutException, LLMTimeout):
         return False, f"no answer within {timeout_s:g}s"
     except httpx.HTTPError as exc:
         return False, str(exc) or type(exc).__name__
@@ -123,7 +125,8 @@ def _pooled(settings: Settings, backends: list) -> LLMBackend:  # type: ignore[t
 
 
 def _embedded(settings: Settings, reason: str) -> EmbeddedBackend:
-    return EmbeddedBackend(settings.llm.model_path or None, selection_reason=reason)
+    return EmbeddedBackend(settings.llm.model_path or None, selection_reason=reason,
+                           timeout_s=settings.llm.request_timeout_s)
 
 
 async def make_backend(settings: Settings, *, probe_timeout_s: float = PROBE_TIMEOUT_S,

@@ -14,6 +14,7 @@ from arawn_core.models import (
     Provenance,
     Session,
     Summary,
+    SummaryAudit,
     SummaryKind,
     SummaryStamp,
     Workstream,
@@ -74,9 +75,30 @@ def summary_from_row(row: Row) -> Summary:
             duration_s=row["duration_s"],
             input_hash=row["input_hash"],
             created_at=row["created_at"],
+            method=_get(row, "method") or ("verbatim" if row["model"] == "verbatim" else "model"),
+            audit=_audit_from(_get(row, "audit")),
         ),
         covers=json.loads(row["covers"] or "[]"),
     )
+
+
+def _get(row: Row, key: str) -> Any:
+    """A column added by a later migration (absent from older events.jsonl records)."""
+    try:
+        return row[key]
+    except (KeyError, IndexError):
+        return None
+
+
+def _audit_from(value: Any) -> SummaryAudit | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    return SummaryAudit.from_dict(value)
 
 
 def summary_to_params(s: Summary) -> dict[str, Any]:
@@ -97,6 +119,8 @@ def summary_to_params(s: Summary) -> dict[str, Any]:
         "input_hash": p.input_hash,
         "created_at": p.created_at,
         "covers": json.dumps(s.covers),
+        "method": p.method,
+        "audit": json.dumps(p.audit.to_dict(), ensure_ascii=False) if p.audit is not None else None,
     }
 
 
@@ -179,3 +203,37 @@ def workstreams_from_rows(rows: Iterable[Row], status: dict[str, JobStatus],
         apply_status(ws, status.get(ws.id), stamp, compression_model)
         out.append(ws)
     return out
+
+
+def sessions_with_status(sessions: list[Session], stamps: Mapping[str, SummaryStamp],
+                         status: Mapping[str, JobStatus], compression_model: str) -> list[Session]:
+    """A workstream's sessions with their summary text and badge (from `queries.SESSION_SUMMARY_STAMPS`
+    and the per-session job status)."""
+    for s in sessions:
+        stamp = stamps.get(s.id)
+        jobs = status.get(s.id)
+        stale = stamp is not None and stale_fields(stamp.model, stamp.prompt_version, compression_model)
+        s.summary = stamp.text if stamp else None
+        s.compression = status_from_jobs(jobs, stamp is not None, stale)
+        s.last_error = jobs.error if jobs else None
+    return sessions
+
+
+def session_stamps_from_rows(rows: Iterable[Row]) -> dict[str, SummaryStamp]:
+    return {r["id"]: SummaryStamp(r["model"], r["prompt_version"], r["text"]) for r in rows}
+
+
+def stamp_of(summary: Summary | None) -> SummaryStamp | None:
+    return SummaryStamp(summary.provenance.model, summary.provenance.prompt_version) if summary else None
+
+
+def one_by_title(ref: str, found: list[Workstream]) -> Workstream:
+    """The workstream a title names, or the user's error (none, or several: give an id)."""
+    from arawn_core.errors import UsageError
+
+    if not found:
+        raise UsageError(f"no workstream matches {ref!r} (give an id or a title; see `ws list`)")
+    if len(found) > 1:
+        ids = ", ".join(w.id for w in found)
+        raise UsageError(f"workstream title {ref!r} is ambiguous: use one of the ids {ids}")
+    return found[0]

@@ -8,14 +8,19 @@ import functools
 import logging
 import os
 import sqlite3
+import stat
+import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterable
 
 import aiosqlite
 
-from arawn_core.store.jsonl import StorageFull
+from arawn_core.store.jsonl import StorageFull, UnsafePath
 from arawn_core.store.schema import MIGRATIONS
+
+#: Tables every index has (migration 1); one missing means the file was tampered with.
+REQUIRED_TABLES = frozenset({"workstreams", "sessions", "messages", "summaries", "jobs", "imports", "kv"})
 
 DIR_MODE = 0o700
 FILE_MODE = 0o600
@@ -38,51 +43,251 @@ class _NoSqlParameters(logging.Filter):
 logging.getLogger("aiosqlite").addFilter(_NoSqlParameters())
 
 
-from arawn_core.errors import DatabaseError  # noqa: E402,F401  (defined with the other errors; re-exported)
+log = logging.getLogger(__name__)
+
+#: How long a writer waits for another process's write transaction (a long reindex or import).
+#: $ARAWN_BUSY_TIMEOUT_S overrides it (tests, or a slow shared disk).
+BUSY_TIMEOUT_S = 30.0
 
 
-def ensure_private_dir(path: Path) -> None:
-    path.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
-    os.chmod(path, DIR_MODE)
+def busy_timeout_s() -> float:
+    try:
+        return max(0.0, float(os.environ.get("ARAWN_BUSY_TIMEOUT_S", BUSY_TIMEOUT_S)))
+    except ValueError:
+        return BUSY_TIMEOUT_S
+
+
+from arawn_core.errors import EXIT_USAGE, DatabaseError, StorageError  # noqa: E402,F401  (re-exported)
+
+
+class CorruptIndex(DatabaseError):
+    """arawn.db is damaged. Everything in it can be rebuilt from the JSONL files (`reindex`)."""
+
+    def __init__(self, path: Path, detail: str) -> None:
+        self.path = path
+        super().__init__(f"{path}: the index is damaged ({detail}); rebuild it from the message files:"
+                         f" mv {path} {path}.corrupt && arawn --headless reindex")
+
+
+class IndexBusy(DatabaseError):
+    """Another process held the write lock past the busy timeout."""
+
+
+class ReadOnlyStore(DatabaseError):
+    """The data dir (or its file system) cannot be written: reads work, this write could not."""
+
+    exit_code = EXIT_USAGE
+
+
+class DataDirError(StorageError):
+    """The data dir is unusable as given (a file, under a file, not creatable): bad input, exit 2."""
+
+    exit_code = EXIT_USAGE
+
+
+def tighten(path: Path, mode: int) -> None:
+    """chmod `path` to `mode` when it is looser; where that is not allowed (a read-only file system,
+    someone else's file) reads still work, so it is logged, not fatal."""
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(st.st_mode):
+        raise UnsafePath(errno.ELOOP, f"{path} is a symbolic link; arawn does not follow links inside its data"
+                         " dir (put the real file or directory there, or remove the link)")
+    if stat.S_IMODE(st.st_mode) != mode:
+        try:
+            os.chmod(path, mode)
+        except OSError as exc:
+            log.info("cannot tighten %s to %o: %s", path, mode, exc.strerror)
+
+
+def ensure_private_dir(path: Path, *, link_ok: bool = False) -> None:
+    """Create `path` (mode 0700) if needed and tighten it; one-line DataDirError if that cannot work.
+
+    `link_ok`: the data dir itself may be a link the user made; nothing inside it may be.
+    """
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+    except FileExistsError:
+        raise DataDirError(f"{path}: is a file, not a directory; point --data-dir or [workstream] data_dir"
+                           " at a directory") from None
+    except NotADirectoryError:
+        blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), path.parent)
+        raise DataDirError(f"{path}: cannot be a directory because {blocker} is a file; point --data-dir or"
+                           " [workstream] data_dir elsewhere") from None
+    except OSError as exc:
+        if not path.is_dir():
+            if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise ReadOnlyStore(f"{path}: cannot be created: {exc.strerror} (the data dir is read-only?);"
+                                    " reading works, writing needs a writable data dir") from None
+            raise DataDirError(f"{path}: cannot create the directory: {exc.strerror}") from None
+    if not path.is_dir():
+        raise DataDirError(f"{path}: is not a directory; point --data-dir or [workstream] data_dir at one")
+    if link_ok and path.is_symlink():
+        path = path.resolve()
+    tighten(path, DIR_MODE)
+
+
+def _last_change_ns(path: Path) -> int:
+    newest = 0
+    for suffix in ("", "-wal"):
+        try:
+            newest = max(newest, os.stat(str(path) + suffix).st_mtime_ns)
+        except FileNotFoundError:
+            pass
+    return newest
+
+
+def writable(path: Path) -> bool:
+    """Can files be created in the directory `path`? (No: a read-only dir or file system.)"""
+    if not os.access(path, os.W_OK):
+        return False
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return True
+    return not st.f_flag & os.ST_RDONLY
+
+
+def _sqlite_code(exc: BaseException) -> int:
+    return getattr(exc, "sqlite_errorcode", 0) & 0xFF
+
+
+def is_corrupt(exc: BaseException) -> bool:
+    """SQLite says the file is damaged, or arawn's own tables are gone from it (a hand-edited index)."""
+    return isinstance(exc, sqlite3.DatabaseError) and (
+        _sqlite_code(exc) in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+        or "malformed" in str(exc) or "not a database" in str(exc)
+        or str(exc).startswith(("no such table", "no such column")))
+
+
+def _db_error(exc: BaseException, path: Path) -> BaseException:
+    """Any SQLite failure as one of ours (one line naming the file); other exceptions unchanged."""
+    mapped = _storage_error(exc, path)
+    if mapped is not None:
+        return mapped
+    if isinstance(exc, sqlite3.Error):
+        return DatabaseError(f"{path}: {exc}")
+    return exc
+
+
+def move_aside(path: Path) -> Path:
+    """Rename a damaged arawn.db (and its -wal/-shm) to arawn.db.corrupt-<time>; returns the new name."""
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+    for suffix in ("", "-wal", "-shm"):
+        src = Path(str(path) + suffix)
+        if src.exists() or src.is_symlink():
+            os.replace(src, Path(str(target) + suffix))
+    return target
 
 
 class Database:
-    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
+    def __init__(self, conn: aiosqlite.Connection, path: Path, read_only: bool = False) -> None:
         self.conn = conn
         self.path = path
+        self.read_only = read_only
+        #: True when this open created the file (none was there): the index must be built from the files.
+        self.created = False
+        #: When the index last changed before this open (newest mtime of the file and its WAL, in ns):
+        #: message files changed later than this hold what the index may miss.
+        self.changed_ns = 0
         self._write_lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, path: Path) -> Database:
-        ensure_private_dir(path.parent)
+        """Open (creating if needed) the index. A damaged file raises CorruptIndex; a data dir that
+        cannot be written opens read-only (reads work, writes raise ReadOnlyStore)."""
+        ensure_private_dir(path.parent, link_ok=True)
+        for suffix in ("", "-wal", "-shm"):
+            p = Path(str(path) + suffix)
+            if p.is_symlink():
+                raise UnsafePath(errno.ELOOP, f"{p} is a symbolic link; arawn does not follow links inside its"
+                                 " data dir (remove the link)")
+        existed = path.exists()
+        changed_ns = _last_change_ns(path)
+        if not writable(path.parent) or (existed and not os.access(path, os.W_OK)):
+            if not existed:
+                raise ReadOnlyStore(f"{path.parent}: the data dir is read-only and holds no index yet;"
+                                    " make it writable or point --data-dir elsewhere")
+            return await cls._open_read_only(path)
         old_umask = os.umask(0o077)
         try:
-            conn = await aiosqlite.connect(path, timeout=30.0, isolation_level=None)
+            conn = await aiosqlite.connect(path, timeout=busy_timeout_s(), isolation_level=None)
         except sqlite3.Error as exc:
             raise DatabaseError(f"{path}: cannot open database: {exc}") from None
         finally:
             os.umask(old_umask)
         conn.row_factory = aiosqlite.Row
         db = cls(conn, path)
+        db.created = not existed
+        db.changed_ns = changed_ns
         try:
             await db._setup()
         except sqlite3.DatabaseError as exc:
             await conn.close()
+            if is_corrupt(exc):
+                raise CorruptIndex(path, str(exc)) from None
             raise _storage_error(exc, path) or DatabaseError(f"{path}: {exc}") from None
+        except BaseException:
+            await conn.close()
+            raise
         for suffix in ("", "-wal", "-shm"):
-            p = Path(str(path) + suffix)
-            if p.exists():
-                os.chmod(p, FILE_MODE)
+            tighten(Path(str(path) + suffix), FILE_MODE)
         return db
+
+    @classmethod
+    async def _open_read_only(cls, path: Path) -> Database:
+        """Reads on a read-only data dir: `mode=ro`, or `immutable=1` when SQLite cannot even
+        create its shared-memory file there (nobody can be writing then)."""
+        last: Exception | None = None
+        for query in ("mode=ro", "immutable=1"):
+            try:
+                conn = await aiosqlite.connect(f"file:{path}?{query}", uri=True, timeout=busy_timeout_s(),
+                                               isolation_level=None)
+            except sqlite3.Error as exc:
+                last = exc
+                continue
+            conn.row_factory = aiosqlite.Row
+            try:
+                await conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s() * 1000)}")
+                ((version,),) = await conn.execute_fetchall("PRAGMA user_version")
+            except sqlite3.Error as exc:
+                await conn.close()
+                if is_corrupt(exc):
+                    raise CorruptIndex(path, str(exc)) from None
+                last = exc
+                continue
+            if version < len(MIGRATIONS):
+                await conn.close()
+                raise ReadOnlyStore(f"{path}: the index needs an upgrade but the data dir is read-only;"
+                                    " run arawn once where it can write")
+            db = cls(conn, path, read_only=True)
+            db.changed_ns = _last_change_ns(path)
+            return db
+        raise DatabaseError(f"{path}: cannot open the index read-only: {last}")
+
+    def refuse_write(self) -> None:
+        if self.read_only:
+            raise ReadOnlyStore(f"{self.path.parent}: the data dir is read-only, so this cannot be saved"
+                                " (reading works); make it writable and try again")
 
     async def _setup(self) -> None:
         # Each await is a round trip to the connection's thread and back through the event
         # loop, which at start-up is busy building the first screen: few of them here.
         c = self.conn
-        await c.executescript("PRAGMA busy_timeout = 30000; PRAGMA journal_mode = WAL; "
+        await c.executescript(f"PRAGMA busy_timeout = {int(busy_timeout_s() * 1000)}; PRAGMA journal_mode = WAL; "
                               "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
         ((current,),) = await c.execute_fetchall("PRAGMA user_version")
         if current >= len(MIGRATIONS):
+            tables = {r[0] for r in await c.execute_fetchall("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if not REQUIRED_TABLES <= tables:  # a hand-edited index: rebuilt from the files like a damaged one
+                raise sqlite3.DatabaseError(f"no such table: {', '.join(sorted(REQUIRED_TABLES - tables))}")
             return  # up to date (the version only grows); else migrate under the write lock:
         async with self.transaction():
             version = (await (await c.execute("PRAGMA user_version")).fetchone())[0]
@@ -103,6 +308,7 @@ class Database:
         Callables the block appends to `undo` run on failure while the write lock is
         still held (e.g. cutting a JSONL line back off, before anyone else can append).
         """
+        self.refuse_write()
         async with self._write_lock:
             # BEGIN runs in aiosqlite's thread even if we are cancelled while waiting for it:
             # finish it, roll it back and only then let the cancellation through, or the
@@ -110,6 +316,8 @@ class Database:
             begin = asyncio.ensure_future(self.conn.execute("BEGIN IMMEDIATE"))
             try:
                 await asyncio.shield(begin)
+            except sqlite3.Error as exc:
+                raise _db_error(exc, self.path) from None
             except asyncio.CancelledError:
                 try:
                     await begin
@@ -130,22 +338,37 @@ class Database:
                     except sqlite3.Error:
                         if self.conn.in_transaction:
                             raise
-                raise _storage_error(exc, self.path) or exc
+                raise _db_error(exc, self.path)
 
     async def fetchall(self, sql: str, params: Iterable[Any] | dict[str, Any] = ()) -> list[aiosqlite.Row]:
         # one round trip (execute, fetch and close in the connection's thread), not three
-        return list(await self.conn.execute_fetchall(sql, params))
+        try:
+            return list(await self.conn.execute_fetchall(sql, params))
+        except sqlite3.Error as exc:
+            raise _db_error(exc, self.path) from None
 
     async def fetchone(self, sql: str, params: Iterable[Any] | dict[str, Any] = ()) -> aiosqlite.Row | None:
-        async with self.conn.execute(sql, params) as cur:
-            return await cur.fetchone()
+        try:
+            async with self.conn.execute(sql, params) as cur:
+                return await cur.fetchone()
+        except sqlite3.Error as exc:
+            raise _db_error(exc, self.path) from None
 
 
 def _storage_error(exc: BaseException, path: Path) -> Exception | None:
-    """SQLite's "database or disk is full" (or an I/O error on a full file system) as StorageFull."""
+    """SQLite's failures that have a one-line meaning: a full disk (StorageFull), a lock held past
+    the busy timeout (IndexBusy), a read-only file (ReadOnlyStore), a damaged file (CorruptIndex)."""
+    if is_corrupt(exc):
+        return CorruptIndex(path, str(exc))
     if not isinstance(exc, sqlite3.OperationalError):
         return None
     code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return IndexBusy(f"{path}: another arawn process (a long reindex or import?) kept the index locked for"
+                         f" more than {busy_timeout_s():g}s; nothing was changed: try again when it is done")
+    if code == sqlite3.SQLITE_READONLY:
+        return ReadOnlyStore(f"{path}: the index is read-only ({exc}), so this cannot be saved;"
+                             " make the data dir writable and try again")
     if code == sqlite3.SQLITE_IOERR:
         try:
             st = os.statvfs(path.parent)

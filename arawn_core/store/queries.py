@@ -60,3 +60,15 @@ def jobs(state: str | None, workstream_id: str | None, limit: int) -> tuple[str,
     sql += " ORDER BY created_at DESC LIMIT ?"
     params.append(limit)
     return sql, params
+
+
+# ---- one workstream and its sessions (ws show, session list, summary) --------------------
+WORKSTREAM_BY_ID = "SELECT * FROM workstreams WHERE id = ?"
+WORKSTREAMS_BY_TITLE = "SELECT * FROM workstreams WHERE title = ?"
+WORKSTREAMS_BY_TITLE_ANY_CASE = "SELECT * FROM workstreams WHERE lower(title) = lower(?)"
+SESSIONS_OF = "SELECT * FROM sessions WHERE workstream_id = ? ORDER BY started_at"
+#: session id -> its summary's text and stamp, for one workstream's sessions
+SESSION_SUMMARY_STAMPS = ("SELECT s.id, m.text, m.model, m.prompt_version FROM sessions s"
+                          " JOIN summaries m ON m.id = s.summary_id WHERE s.workstream_id = ?")
+WORKSTREAM_SUMMARY = "SELECT m.* FROM workstreams w JOIN summaries m ON m.id = w.summary_id WHERE w.id = ?"
+SESSION_SUMMARY = "SELECT m.* FROM sessions s JOIN summaries m ON m.id = s.summary_id WHERE s.id = ?"

@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from arawn_core.store import queries
-from arawn_core.store.recovery import logs_behind, orphaned_jobs
+from arawn_core.store.recovery import files_need_repair, index_changed_ns, orphaned_jobs
 from arawn_core.store.schema import MIGRATIONS
 
 DB_FILE = "arawn.db"
+#: The tables every index has (as `store.db.REQUIRED_TABLES`, without importing aiosqlite here).
+REQUIRED_TABLES = frozenset({"workstreams", "sessions", "messages", "summaries", "jobs", "imports", "kv"})
 
 
 class StoreReader:
@@ -33,8 +35,9 @@ class StoreReader:
     def open(cls, data_dir: Path) -> StoreReader | None:
         """A reader over `data_dir`, or None when the store must go through the full open first."""
         path = data_dir / DB_FILE
-        if not path.is_file():
+        if not path.is_file() or path.is_symlink():
             return None
+        index_ns = index_changed_ns(path)
         try:
             # mode=rw: never creates the file; only SELECTs are run on it
             conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=30.0, isolation_level=None)
@@ -43,7 +46,7 @@ class StoreReader:
         conn.row_factory = sqlite3.Row
         reader = cls(conn)
         try:
-            ready = reader._needs_nothing(data_dir)
+            ready = reader._needs_nothing(data_dir, index_ns)
         except sqlite3.Error:
             ready = False
         if not ready:
@@ -51,7 +54,7 @@ class StoreReader:
             return None
         return reader
 
-    def _needs_nothing(self, data_dir: Path) -> bool:
+    def _needs_nothing(self, data_dir: Path, index_ns: int = 0) -> bool:
         c = self.conn
         c.execute("PRAGMA busy_timeout = 30000")
         (version,) = c.execute("PRAGMA user_version").fetchone()
@@ -61,7 +64,12 @@ class StoreReader:
             return False
         if orphaned_jobs(c.execute(queries.RUNNING_JOB_OWNERS).fetchall(), os.getpid()):
             return False
-        return not logs_behind(data_dir, c.execute(queries.LOG_OFFSETS).fetchall())
+        tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not REQUIRED_TABLES <= tables:
+            return False
+        if (os.stat(data_dir).st_mode & 0o777) != 0o700 or (os.stat(data_dir / DB_FILE).st_mode & 0o777) != 0o600:
+            return False  # the full open tightens them
+        return not files_need_repair(data_dir, c.execute(queries.LOG_OFFSETS).fetchall(), index_ns)
 
     def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         return self.conn.execute(sql, tuple(params)).fetchall()

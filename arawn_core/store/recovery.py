@@ -36,6 +36,59 @@ def logs_behind(data_dir: Path, offsets: Iterable[Any]) -> list[str]:
     return behind
 
 
+def index_changed_ns(db_path: Path) -> int:
+    """When the index last changed (newest mtime of the file and its WAL, ns). Read it before
+    opening: a connection creates or rewrites the WAL."""
+    newest = 0
+    for suffix in ("", "-wal"):
+        try:
+            newest = max(newest, os.stat(str(db_path) + suffix).st_mtime_ns)
+        except FileNotFoundError:
+            pass
+    return newest
+
+
+def files_need_repair(data_dir: Path, offsets: Iterable[Any], index_ns: int) -> bool:
+    """What the full open's survey repairs (issue 15), checked without changing anything: a
+    workstream directory the index lacks, an events.jsonl newer than the index, a messages.jsonl
+    longer than indexed, a loose mode, a link or a non-regular file where arawn keeps its files."""
+    import stat
+
+    known = {ws_id: offset for ws_id, offset in offsets}
+    root = os.path.join(data_dir, "workstreams")
+    try:
+        entries = list(os.scandir(root))
+    except FileNotFoundError:
+        return bool(known)
+    except OSError:
+        return True
+    if set(known) - {entry.name for entry in entries}:
+        return True  # an indexed workstream's directory is gone: the full open says so
+    for entry in entries:
+        if len(entry.name) != 36 or entry.name.count("-") != 4:
+            continue  # not one of ours (the full open checks the UUID properly)
+        if entry.is_symlink() or entry.name not in known:
+            return True
+        try:
+            if stat.S_IMODE(entry.stat(follow_symlinks=False).st_mode) != 0o700:
+                return True
+            files = list(os.scandir(entry.path))
+        except OSError:
+            return True
+        for f in files:
+            try:
+                st = f.stat(follow_symlinks=False)
+            except OSError:
+                return True
+            if not stat.S_ISREG(st.st_mode) or stat.S_IMODE(st.st_mode) != 0o600:
+                return True
+            if f.name == "events.jsonl" and st.st_mtime_ns > index_ns:
+                return True
+            if f.name == MESSAGES_FILE and st.st_size > known[entry.name]:
+                return True
+    return False
+
+
 def pid_alive(pid: int | None) -> bool:
     if not pid:
         return False

@@ -12,6 +12,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import sqlite3
+import stat
 import uuid
 from dataclasses import replace
 from pathlib import Path
@@ -35,9 +38,20 @@ from arawn_core.store.converters import (
     summary_from_row,
     summary_to_params,
     workstream_from_row,
+    session_stamps_from_rows,
 )
 from arawn_core.store import queries
-from arawn_core.store.db import Database, ensure_private_dir
+from arawn_core.store.db import (
+    DIR_MODE,
+    FILE_MODE,
+    CorruptIndex,
+    Database,
+    DatabaseError,
+    IndexBusy,
+    ReadOnlyStore,
+    ensure_private_dir,
+    tighten,
+)
 from arawn_core.store.recovery import MESSAGES_FILE
 
 log = logging.getLogger(__name__)
@@ -58,11 +72,23 @@ def checked_id(value: str) -> str:
         raise NotFound(f"not a workstream id: {value!r}") from None
 
 
+#: Errors that mean "this record or workstream is unreadable", not "the program is wrong".
+RECORD_ERRORS = (KeyError, TypeError, ValueError, AttributeError)
+
+
 class Repository:
     def __init__(self, db: Database, data_dir: Path) -> None:
         self.db = db
         self.data_dir = data_dir
         self.ws_root = data_dir / "workstreams"
+        #: One line per problem met while reading or indexing (a bad line, a workstream that could not
+        #: be indexed, an index that was behind); the CLI prints them on stderr, the TUI logs them.
+        self.notices: list[str] = []
+
+    def notice(self, text: str) -> None:
+        log.info("%s", text)  # not WARNING: with no logging set up, Python would print it raw on stderr
+        if text not in self.notices:
+            self.notices.append(text)
 
     # ---- files ---------------------------------------------------------
     def ws_dir(self, workstream_id: str) -> Path:
@@ -79,6 +105,18 @@ class Repository:
         path = self.events_path(workstream_id)
         await asyncio.to_thread(jsonl.append_line, path, line)
 
+    async def _append_event_locked(self, workstream_id: str, event: dict[str, Any],
+                                   undo: list[Callable[[], Any]]) -> None:
+        """Inside a write transaction: the event line, cut back off if the transaction fails.
+
+        So a write that cannot be indexed (the index locked past the busy timeout, a read-only
+        file) leaves events.jsonl as it was, instead of a change the index never saw.
+        """
+        line = (json.dumps(event, ensure_ascii=False) + "\n").encode()
+        path = self.events_path(workstream_id)
+        offset, _ = await asyncio.to_thread(jsonl.append_line, path, line)
+        undo.append(lambda: jsonl.truncate_to(path, offset))
+
     # ---- workstreams ---------------------------------------------------
     async def create_workstream(self, title: str, tags: list[str], is_scratch: bool = False) -> Workstream:
         now = utc_now()
@@ -86,10 +124,12 @@ class Repository:
             id=new_id(), title=title, state=WorkstreamState.ACTIVE, tags=list(tags),
             created_at=now, updated_at=now, is_scratch=is_scratch,
         )
-        ensure_private_dir(self.ws_root)
-        ensure_private_dir(self.ws_dir(ws.id))
-        await self._append_event(ws.id, _ws_event(ws))
-        async with self.db.transaction() as c:
+        self.db.refuse_write()
+        async with self.db.transaction(undo := []) as c:
+            ensure_private_dir(self.ws_root)
+            ensure_private_dir(self.ws_dir(ws.id))
+            undo.append(lambda: _remove_if_empty(self.ws_dir(ws.id)))
+            await self._append_event_locked(ws.id, _ws_event(ws), undo)
             await self._insert_workstream(c, ws)
         return ws
 
@@ -106,8 +146,8 @@ class Repository:
 
     async def update_workstream(self, ws: Workstream, **changes: Any) -> Workstream:
         ws = replace(ws, **changes, updated_at=utc_now())
-        await self._append_event(ws.id, _ws_event(ws))
-        async with self.db.transaction() as c:
+        async with self.db.transaction(undo := []) as c:
+            await self._append_event_locked(ws.id, _ws_event(ws), undo)
             await c.execute(
                 "UPDATE workstreams SET title=?, state=?, tags=?, updated_at=?, model=?, system_prompt=?"
                 " WHERE id=?",
@@ -116,7 +156,7 @@ class Repository:
         return ws
 
     async def get_workstream(self, workstream_id: str) -> Workstream:
-        row = await self.db.fetchone("SELECT * FROM workstreams WHERE id = ?", (workstream_id,))
+        row = await self.db.fetchone(queries.WORKSTREAM_BY_ID, (workstream_id,))
         if row is None:
             raise NotFound(f"no workstream with id {workstream_id}")
         return workstream_from_row(row)
@@ -127,19 +167,16 @@ class Repository:
 
     async def session_summary_stamps(self, workstream_id: str) -> dict[str, SummaryStamp]:
         """session id -> its summary's text and what it was made with, for one workstream's sessions."""
-        rows = await self.db.fetchall(
-            "SELECT s.id, m.text, m.model, m.prompt_version FROM sessions s JOIN summaries m ON m.id = s.summary_id"
-            " WHERE s.workstream_id = ?", (workstream_id,))
-        return {r["id"]: SummaryStamp(r["model"], r["prompt_version"], r["text"]) for r in rows}
+        return session_stamps_from_rows(await self.db.fetchall(queries.SESSION_SUMMARY_STAMPS, (workstream_id,)))
 
     async def index_offsets(self) -> list[tuple[str, int]]:
         """(workstream id, bytes of its messages.jsonl indexed so far), for crash recovery."""
         return [(r[0], r[1]) for r in await self.db.fetchall(queries.LOG_OFFSETS)]
 
     async def find_workstreams_by_title(self, title: str) -> list[Workstream]:
-        rows = await self.db.fetchall("SELECT * FROM workstreams WHERE title = ?", (title,))
+        rows = await self.db.fetchall(queries.WORKSTREAMS_BY_TITLE, (title,))
         if not rows:
-            rows = await self.db.fetchall("SELECT * FROM workstreams WHERE lower(title) = lower(?)", (title,))
+            rows = await self.db.fetchall(queries.WORKSTREAMS_BY_TITLE_ANY_CASE, (title,))
         return [workstream_from_row(r) for r in rows]
 
     async def scratch_workstream(self) -> Workstream | None:
@@ -164,10 +201,7 @@ class Repository:
         return session_from_row(row)
 
     async def list_sessions(self, workstream_id: str) -> list[Session]:
-        rows = await self.db.fetchall(
-            "SELECT * FROM sessions WHERE workstream_id = ? ORDER BY started_at", (workstream_id,)
-        )
-        return [session_from_row(r) for r in rows]
+        return [session_from_row(r) for r in await self.db.fetchall(queries.SESSIONS_OF, (workstream_id,))]
 
     async def create_session(self, workstream_id: str, started_at: str) -> Session:
         session = Session(id=new_id(), workstream_id=workstream_id, started_at=started_at, ended_at=None,
@@ -181,11 +215,10 @@ class Repository:
 
     async def end_session(self, session: Session, reason: str, ended_at: str | None = None) -> Session:
         ended_at = ended_at or utc_now()
-        await self._append_event(
-            session.workstream_id,
-            {"type": "session_end", "session_id": session.id, "ended_at": ended_at, "reason": reason},
-        )
-        async with self.db.transaction() as c:
+        async with self.db.transaction(undo := []) as c:
+            await self._append_event_locked(
+                session.workstream_id,
+                {"type": "session_end", "session_id": session.id, "ended_at": ended_at, "reason": reason}, undo)
             await c.execute("UPDATE sessions SET ended_at = ?, end_reason = ? WHERE id = ? AND ended_at IS NULL",
                             (ended_at, reason, session.id))
         return replace(session, ended_at=ended_at, end_reason=reason)
@@ -226,18 +259,22 @@ class Repository:
     async def _index(self, c: Any, workstream_id: str, items: list[tuple[Message, tuple[int, int]]]) -> None:
         """Index messages and count them into their sessions, once: ids already indexed are skipped."""
         known = await _rowids(c, [m.id for m, _ in items])
-        if known:
-            items = [(m, span) for m, span in items if m.id not in known]
-            if not items:
-                return
+        seen: set[str] = set(known)
+        unique = []
+        for m, span in items:  # an id twice (in the file or in one batch) is stored and counted once
+            if m.id not in seen:
+                seen.add(m.id)
+                unique.append((m, span))
+        items = unique
+        if not items:
+            return
         await c.executemany(
             "INSERT OR IGNORE INTO messages (id, workstream_id, session_id, role, timestamp, offset, length)"
             " VALUES (?,?,?,?,?,?,?)",
             [(m.id, m.workstream_id, m.session_id, m.role, m.timestamp, off, ln) for m, (off, ln) in items],
         )
         rowids = await _rowids(c, [m.id for m, _ in items])
-        first = {m.id: m for m, _ in reversed(items)}  # an id twice in one batch is stored once
-        await fts.insert(c, [(rowids[i], m.content) for i, m in first.items()])
+        await fts.insert(c, [(rowids[m.id], m.content) for m, _ in items])
         per_session: dict[str, list[Message]] = {}
         for m, _ in items:
             per_session.setdefault(m.session_id, []).append(m)
@@ -260,13 +297,42 @@ class Repository:
     async def session_messages(self, session: Session) -> list[Message]:
         """O(this session): offsets from the index, then direct reads."""
         rows = await self.db.fetchall(
-            "SELECT offset, length FROM messages WHERE session_id = ? ORDER BY offset", (session.id,)
+            "SELECT id, offset, length FROM messages WHERE session_id = ? ORDER BY offset", (session.id,)
         )
         if not rows:
             return []
         path = self.messages_path(session.workstream_id)
-        records = await asyncio.to_thread(jsonl.read_spans, path, [(r[0], r[1]) for r in rows])
-        return [Message.from_record(r) for r in records]
+        bad: list[jsonl.BadLine] = []
+        records = await asyncio.to_thread(jsonl.read_spans, path, [(r[1], r[2]) for r in rows], bad,
+                                          [r[0] for r in rows])
+        if bad:
+            # The file changed under the index (a line edited or deleted by hand): find this session's
+            # messages by reading the file itself, and say where the damage is.
+            for b in bad[:3]:
+                self.notice(f"{path}: line {b.line_no}: {b.reason}; run `arawn --headless reindex` to re-read"
+                            " the file")
+            records = await asyncio.to_thread(self._scan_session, path, session.id)
+        out = []
+        for r in records:
+            try:
+                out.append(Message.from_record(r))
+            except RECORD_ERRORS:
+                continue
+        return out
+
+    def _scan_session(self, path: Path, session_id: str) -> list[dict[str, Any]]:
+        """Every readable record of one session, straight from the file (slow path, damaged index)."""
+        bad: list[jsonl.BadLine] = []
+        found = [r.data for r in jsonl.scan(path, 0, bad) if r.data.get("session_id") == session_id]
+        for b in bad[:3]:
+            self.notice(f"{path}: line {b.line_no}: not a readable record ({b.reason}); skipped")
+        seen: set[Any] = set()
+        unique = []
+        for data in found:
+            if data.get("id") not in seen:
+                seen.add(data.get("id"))
+                unique.append(data)
+        return unique
 
     async def catch_up(self, workstream_id: str) -> int:
         """Index lines appended to JSONL but not to SQLite (a writer died between the two)."""
@@ -286,13 +352,20 @@ class Repository:
         if size <= row[0]:
             return 0
         await asyncio.to_thread(jsonl.repair, path)
-        records = await asyncio.to_thread(lambda: list(jsonl.scan(path, row[0])))
+        bad: list[jsonl.BadLine] = []
+        records = await asyncio.to_thread(lambda: list(jsonl.scan(path, row[0], bad)))
+        for b in bad[:3]:
+            self.notice(f"{path}: line {b.line_no}: not a readable record ({b.reason}); skipped")
         items = []
         for r in records:
             try:
-                items.append((Message.from_record(r.data), (r.offset, r.length)))
-            except (KeyError, TypeError, ValueError):  # a JSON object, but not a message (an edited file)
-                log.warning("%s: the line at byte %d is not a message; skipped", path, r.offset)
+                m = Message.from_record(r.data)
+                if m.workstream_id != workstream_id:
+                    raise ValueError("it names another workstream")
+                items.append((m, (r.offset, r.length)))
+            except RECORD_ERRORS:  # a JSON object, but not a message of this workstream (an edited file)
+                line_no = await asyncio.to_thread(jsonl.line_number, path, r.offset)
+                self.notice(f"{path}: line {line_no}: not a message of this workstream; skipped")
         if items:
             await self._index(c, workstream_id, items)
             await self._finish_imported(c, [m for m, _ in items])
@@ -327,9 +400,7 @@ class Repository:
         return summary_from_row(row) if row else None
 
     async def session_summary(self, session_id: str) -> Summary | None:
-        row = await self.db.fetchone(
-            "SELECT m.* FROM sessions s JOIN summaries m ON m.id = s.summary_id WHERE s.id = ?", (session_id,)
-        )
+        row = await self.db.fetchone(queries.SESSION_SUMMARY, (session_id,))
         return summary_from_row(row) if row else None
 
     async def checkpoint(self, session_id: str) -> Summary | None:
@@ -339,9 +410,7 @@ class Repository:
         return summary_from_row(row) if row else None
 
     async def workstream_summary(self, workstream_id: str) -> Summary | None:
-        row = await self.db.fetchone(
-            "SELECT m.* FROM workstreams w JOIN summaries m ON m.id = w.summary_id WHERE w.id = ?", (workstream_id,)
-        )
+        row = await self.db.fetchone(queries.WORKSTREAM_SUMMARY, (workstream_id,))
         return summary_from_row(row) if row else None
 
     async def unfolded_session_summaries(self, workstream_id: str) -> list[tuple[str, Summary]]:
@@ -363,6 +432,8 @@ class Repository:
     async def prepare_summary(self, summary: Summary, folded: list[str] | None = None) -> None:
         """Record the summary in events.jsonl first (so reindex can restore it)."""
         event = {"type": "summary", **summary_to_params(summary), "covers": summary.covers}
+        if summary.provenance.audit is not None:  # an object in the event, not JSON in a string
+            event["audit"] = summary.provenance.audit.to_dict()
         if folded is not None:
             event["folded"] = folded
         await self._append_event(summary.workstream_id, event)
@@ -371,9 +442,11 @@ class Repository:
         """Inside the caller's transaction: the summary row and what points at it."""
         await c.execute(
             "INSERT OR IGNORE INTO summaries (id, kind, workstream_id, session_id, text, model, prompt_version,"
-            " input_chars, input_tokens, output_tokens, llm_calls, duration_s, input_hash, created_at, covers)"
+            " input_chars, input_tokens, output_tokens, llm_calls, duration_s, input_hash, created_at, covers,"
+            " method, audit)"
             " VALUES (:id, :kind, :workstream_id, :session_id, :text, :model, :prompt_version, :input_chars,"
-            " :input_tokens, :output_tokens, :llm_calls, :duration_s, :input_hash, :created_at, :covers)",
+            " :input_tokens, :output_tokens, :llm_calls, :duration_s, :input_hash, :created_at, :covers,"
+            " :method, :audit)",
             summary_to_params(summary),
         )
         # a new summary supersedes the old one of its kind (also one left by a crash before its commit)
@@ -468,61 +541,164 @@ class Repository:
 
     # ---- reindex -------------------------------------------------------
     async def reindex(self, progress: Progress | None = None) -> dict[str, int]:
-        """Rebuild every table the files can rebuild; jobs and kv are kept."""
-        dirs = sorted(p for p in self.ws_root.iterdir() if p.is_dir()) if self.ws_root.exists() else []
-        counts = {"workstreams": 0, "sessions": 0, "messages": 0, "summaries": 0, "bad_lines": 0}
+        """Rebuild every table the files can rebuild; jobs and kv are kept.
+
+        Each workstream is rebuilt in its own transaction: a workstream whose files cannot be
+        read is reported (in `notices` and the "failed" count) and the others are rebuilt anyway.
+        Bad lines are skipped and reported with their file and line number.
+        """
+        dirs = await asyncio.to_thread(self.workstream_dirs)
+        counts = {"workstreams": 0, "sessions": 0, "messages": 0, "summaries": 0, "bad_lines": 0, "failed": 0}
         async with self.db.transaction() as c:
             for table in ("messages", "summaries", "imports", "sessions", "workstreams"):
                 await c.execute(f"DELETE FROM {table}")
             await fts.clear(c)
-            for i, d in enumerate(dirs):
-                try:
-                    ws_id = checked_id(d.name)
-                except NotFound:
-                    continue
-                counts_ws = await self._reindex_workstream(c, ws_id)
-                for k, v in counts_ws.items():
-                    counts[k] += v
-                if progress:
-                    progress(i + 1, len(dirs))
-            await recount_sessions(c)
+        for i, ws_id in enumerate(dirs):
+            counts_ws = await self.reindex_workstream(ws_id)
+            for k, v in counts_ws.items():
+                counts[k] += v
+            if progress:
+                progress(i + 1, len(dirs))
+        async with self.db.transaction() as c:
+            await recount_sessions(c)  # whatever the triggers saw, counted afresh
         return counts
+
+    async def reindex_workstream(self, ws_id: str) -> dict[str, int]:
+        """Index one workstream that has no rows yet, in its own transaction; failures are reported."""
+        try:
+            async with self.db.transaction() as c:
+                return await self._reindex_workstream(c, ws_id)
+        except (jsonl.StorageFull, IndexBusy, CorruptIndex, ReadOnlyStore):
+            raise
+        except (OSError, sqlite3.Error, DatabaseError, *RECORD_ERRORS) as exc:
+            self.notice(f"workstream {ws_id} could not be indexed: {_reason(exc)}; its files are kept as they are")
+            return {"failed": 1}
+
+    def workstream_dirs(self) -> list[str]:
+        """The ids of the workstream directories on disk, tightening loose modes on the way.
+
+        A name that is not one of our UUIDs is not ours and is left alone; a symbolic link is
+        refused (reported, never followed).
+        """
+        try:
+            entries = list(os.scandir(self.ws_root))
+        except FileNotFoundError:
+            return []
+        except NotADirectoryError:
+            self.notice(f"{self.ws_root} is not a directory; arawn keeps its workstreams there (move it aside)")
+            return []
+        if self.ws_root.is_symlink():
+            self.notice(f"{self.ws_root} is a symbolic link; arawn does not follow links inside its data dir")
+            return []
+        if not self.db.read_only:
+            tighten(self.ws_root, DIR_MODE)
+        out = []
+        for entry in sorted(entries, key=lambda e: e.name):
+            try:
+                ws_id = checked_id(entry.name)
+            except NotFound:
+                continue
+            if entry.is_symlink():
+                self.notice(f"{entry.path} is a symbolic link; not followed, workstream {ws_id} skipped")
+                continue
+            if not entry.is_dir(follow_symlinks=False):
+                continue
+            out.append(ws_id)
+        return out
+
+    def tighten_workstream(self, ws_id: str) -> None:
+        """0700 on the directory, 0600 on every file in it (a data dir copied with loose modes)."""
+        if self.db.read_only:
+            return
+        d = self.ws_dir(ws_id)
+        tighten(d, DIR_MODE)
+        try:
+            entries = list(os.scandir(d))
+        except OSError:
+            return
+        for entry in entries:
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) != FILE_MODE:
+                tighten(Path(entry.path), FILE_MODE)
+            elif stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) != DIR_MODE:
+                tighten(Path(entry.path), DIR_MODE)
 
     async def _reindex_workstream(self, c: Any, ws_id: str) -> dict[str, int]:
         counts = {"workstreams": 0, "sessions": 0, "messages": 0, "summaries": 0, "bad_lines": 0}
+        async with c.execute("SELECT 1 FROM workstreams WHERE id = ?", (ws_id,)) as cur:
+            if await cur.fetchone() is not None:  # another process indexed it since we looked (under the lock now)
+                return counts
         events_path, messages_path = self.events_path(ws_id), self.messages_path(ws_id)
-        await asyncio.to_thread(jsonl.repair, events_path)
-        await asyncio.to_thread(jsonl.repair, messages_path)
+        if not self.db.read_only:
+            await asyncio.to_thread(self.tighten_workstream, ws_id)
+            await asyncio.to_thread(jsonl.repair, events_path)
+            await asyncio.to_thread(jsonl.repair, messages_path)
         ws: Workstream | None = None
         ends: dict[str, tuple[str, str]] = {}
-        summaries: list[tuple[Summary, list[str] | None]] = []
-        bad: list[jsonl.BadLine] = []
-        for rec in await asyncio.to_thread(lambda: list(jsonl.scan(events_path, 0, bad))):
+        summaries: list[tuple[Summary, list[str] | None, int]] = []
+        bad: list[tuple[Path, jsonl.BadLine]] = []
+        event_bad: list[jsonl.BadLine] = []
+        for rec in await asyncio.to_thread(lambda: list(jsonl.scan(events_path, 0, event_bad))):
             ev = rec.data
-            if ev.get("type") == "workstream":
-                ws = _ws_from_event(ev)
-            elif ev.get("type") == "session_end":
-                ends.setdefault(ev["session_id"], (ev["ended_at"], ev.get("reason") or "explicit"))
-            elif ev.get("type") == "summary":
-                summaries.append((summary_from_record(ev), ev.get("folded")))
+            kind = ev.get("type")
+            try:
+                if kind == "workstream":
+                    ws = _ws_from_event(ev, ws_id)
+                elif kind == "session_end":
+                    sid = _text_field(ev, "session_id")
+                    ends.setdefault(sid, (_text_field(ev, "ended_at"), str(ev.get("reason") or "explicit")))
+                elif kind == "summary":
+                    folded = ev.get("folded")
+                    if folded is not None and not (isinstance(folded, list) and all(isinstance(f, str) for f in folded)):
+                        raise ValueError("folded is not a list of session ids")
+                    summary = summary_from_record(ev)
+                    if summary.workstream_id != ws_id:
+                        raise ValueError("it belongs to another workstream")
+                    summaries.append((summary, folded, rec.line_no))
+            except RECORD_ERRORS as exc:
+                bad.append((events_path, jsonl.BadLine(rec.offset, rec.line_no, f"not a valid {kind} event: {_reason(exc)}")))
+        bad.extend((events_path, b) for b in event_bad)
         if ws is None:
-            return counts
+            # No readable snapshot of the workstream itself: keep its messages findable under a stand-in
+            # title (renaming it writes a real snapshot), rather than hide them.
+            if not messages_path.exists():
+                self._report_bad(bad)
+                counts["bad_lines"] += len(bad)
+                if bad or events_path.exists():
+                    self.notice(f"{events_path}: no readable workstream record; workstream {ws_id} skipped")
+                return counts
+            now = utc_now()
+            ws = Workstream(id=ws_id, title=f"(recovered {ws_id[:8]})", state=WorkstreamState.ACTIVE, tags=[],
+                            created_at=now, updated_at=now)
+            self.notice(f"{events_path}: no readable workstream record; its messages are listed as"
+                        f" {ws.title!r} (rename it to keep a title)")
         await self._insert_workstream(c, ws)
         counts["workstreams"] = 1
         batch: list[tuple[Message, tuple[int, int]]] = []
         imported: dict[str, tuple[str, str]] = {}  # session id -> (import key, last message time)
-        for rec in await asyncio.to_thread(lambda: list(jsonl.scan(messages_path, 0, bad))):
+        message_bad: list[jsonl.BadLine] = []
+        indexed: set[str] = set()
+        for rec in await asyncio.to_thread(lambda: list(jsonl.scan(messages_path, 0, message_bad))):
             try:
                 m = Message.from_record(rec.data)
-            except (KeyError, TypeError, ValueError):
-                counts["bad_lines"] += 1
+                if m.workstream_id != ws_id:
+                    raise ValueError("it names another workstream")
+            except RECORD_ERRORS as exc:
+                bad.append((messages_path, jsonl.BadLine(rec.offset, rec.line_no, f"not a message: {_reason(exc)}")))
                 continue
+            if m.id in indexed:  # the same message twice (a line copied by hand): counted once
+                continue
+            indexed.add(m.id)
             _note_import(imported, m)
             batch.append((m, (rec.offset, rec.length)))
             if len(batch) >= 5000:
                 await self._index(c, ws_id, batch)
                 counts["messages"] += len(batch)
                 batch = []
+        bad.extend((messages_path, b) for b in message_bad)
         if batch:
             await self._index(c, ws_id, batch)
             counts["messages"] += len(batch)
@@ -531,13 +707,167 @@ class Repository:
             [(at, reason, sid) for sid, (at, reason) in ends.items()],
         )
         await self._end_imported(c, imported)
-        for summary, folded in summaries:
-            await self.write_summary(c, summary, folded)
-            counts["summaries"] += 1
+        for summary, folded, line_no in summaries:
+            await c.execute("SAVEPOINT summary")
+            try:
+                await self.write_summary(c, summary, folded)
+            except sqlite3.Error as exc:
+                await c.execute("ROLLBACK TO summary")
+                bad.append((events_path, jsonl.BadLine(0, line_no, f"summary not stored: {exc}")))
+            else:
+                counts["summaries"] += 1
+            await c.execute("RELEASE summary")
         row = await (await c.execute("SELECT COUNT(*) FROM sessions WHERE workstream_id = ?", (ws_id,))).fetchone()
         counts["sessions"] = row[0]
         counts["bad_lines"] += len(bad)
+        self._report_bad(bad)
         return counts
+
+    def _report_bad(self, bad: list[tuple[Path, jsonl.BadLine]]) -> None:
+        for path, b in bad[:20]:
+            self.notice(f"{path}: line {b.line_no}: {b.reason} (skipped)")
+        if len(bad) > 20:
+            self.notice(f"... and {len(bad) - 20} more bad lines in {bad[20][0].parent}")
+
+    # ---- an index that is missing or behind the files ---------------------
+    async def catch_up_all(self) -> int:
+        """At open: notice an index that is missing workstreams or older than their files, and catch up.
+
+        * a workstream directory with no row (the index was deleted, or a reindex was cut short):
+          indexed from its files;
+        * events.jsonl newer than the index (its WAL was deleted, or a writer died before its
+          commit): the workstream's events are replayed (snapshot, session ends, summaries);
+        * messages beyond the indexed end (`catch_up`).
+        Returns how many workstreams were caught up.
+        """
+        rows = await self.db.fetchall("SELECT id, log_offset FROM workstreams")
+        known = {r[0]: r[1] for r in rows}
+        index_ns = self.db.changed_ns
+
+        def survey() -> tuple[list[str], list[str], list[str]]:
+            # one pass over each workstream directory: tighten loose modes, note what changed
+            missing, stale, behind = [], [], []
+            for ws_id in self.workstream_dirs():
+                d = self.ws_root / ws_id
+                if not self.db.read_only:
+                    tighten(d, DIR_MODE)
+                sizes: dict[str, int] = {}
+                try:
+                    entries = list(os.scandir(d))
+                except OSError:
+                    entries = []
+                for entry in entries:
+                    try:
+                        st = entry.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    loose = stat.S_IMODE(st.st_mode) != (DIR_MODE if stat.S_ISDIR(st.st_mode) else FILE_MODE)
+                    if loose and not self.db.read_only and (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+                        tighten(Path(entry.path), DIR_MODE if stat.S_ISDIR(st.st_mode) else FILE_MODE)
+                    if entry.name == EVENTS_FILE and st.st_mtime_ns > index_ns and ws_id in known:
+                        stale.append(ws_id)
+                    sizes[entry.name] = st.st_size
+                if ws_id not in known:
+                    missing.append(ws_id)
+                elif sizes.get(MESSAGES_FILE, 0) > known[ws_id]:
+                    behind.append(ws_id)
+            return missing, stale, behind
+
+        missing, stale, behind = await asyncio.to_thread(survey)
+        gone = [ws_id for ws_id in known if not (self.ws_root / ws_id).is_dir()]
+        if gone:
+            self.notice(f"{len(gone)} indexed workstream(s) have no directory under {self.ws_root} any more"
+                        f" (first: {gone[0]}); `arawn --headless reindex` drops them from the index")
+        if self.db.read_only:
+            if missing or stale or behind:
+                self.notice(f"the index in {self.data_dir} is behind its files, and the data dir is read-only:"
+                            " what was written since may not be listed")
+            return 0
+        try:
+            rebuilt = 0
+            for ws_id in missing:
+                rebuilt += not (await self.reindex_workstream(ws_id)).get("failed")
+            for ws_id in stale:
+                await self.replay_events(ws_id)
+            for ws_id in behind:
+                try:
+                    await self.catch_up(ws_id)
+                except (jsonl.StorageFull, IndexBusy, CorruptIndex, ReadOnlyStore):
+                    raise
+                except (OSError, sqlite3.Error, DatabaseError) as exc:  # this workstream's files; the others open
+                    self.notice(f"workstream {ws_id} could not be indexed: {_reason(exc)}; its files are kept as"
+                                " they are")
+        except IndexBusy:  # another process is writing (a long reindex or import): read what there is
+            self.notice("another arawn process holds the index's write lock, so it was not caught up with"
+                        " its files; what they hold since may not be shown yet")
+            return 0
+        if rebuilt:
+            self.notice(f"the index was missing {rebuilt} workstream(s); rebuilt them from their files")
+        return len(missing) + len(stale) + len(behind)
+
+    async def replay_events(self, ws_id: str) -> None:
+        """Re-apply a workstream's events (idempotent): its snapshot, session ends and summaries."""
+        path = self.events_path(ws_id)
+        bad: list[jsonl.BadLine] = []
+        records = await asyncio.to_thread(lambda: list(jsonl.scan(path, 0, bad)))
+        try:
+            async with self.db.transaction() as c:
+                for rec in records:
+                    ev = rec.data
+                    try:
+                        if ev.get("type") == "workstream":
+                            ws = _ws_from_event(ev, ws_id)  # UPDATE, not REPLACE: a REPLACE would cascade
+                            await c.execute(  # the delete to the workstream's sessions
+                                "UPDATE workstreams SET title=?, state=?, tags=?, updated_at=max(updated_at, ?),"
+                                " model=?, system_prompt=?, is_scratch=? WHERE id=?",
+                                (ws.title, ws.state.value, json.dumps(ws.tags), ws.updated_at, ws.model,
+                                 ws.system_prompt, int(ws.is_scratch), ws.id))
+                        elif ev.get("type") == "session_end":
+                            await c.execute("UPDATE sessions SET ended_at = ?, end_reason = ? WHERE id = ?"
+                                            " AND ended_at IS NULL",
+                                            (_text_field(ev, "ended_at"), str(ev.get("reason") or "explicit"),
+                                             _text_field(ev, "session_id")))
+                        elif ev.get("type") == "summary":
+                            summary = summary_from_record(ev)
+                            if summary.workstream_id == ws_id:
+                                await c.execute("SAVEPOINT summary")
+                                try:
+                                    await self.write_summary(c, summary, ev.get("folded"))
+                                except sqlite3.Error:
+                                    await c.execute("ROLLBACK TO summary")
+                                await c.execute("RELEASE summary")
+                    except RECORD_ERRORS:
+                        continue
+        except (IndexBusy, CorruptIndex, ReadOnlyStore, jsonl.StorageFull):
+            raise
+        except (OSError, sqlite3.Error, DatabaseError) as exc:
+            self.notice(f"workstream {ws_id}: could not catch up its events: {_reason(exc)}")
+
+
+def _remove_if_empty(directory: Path) -> None:
+    """Undo a workstream directory whose creation was rolled back (only empty files in it)."""
+    try:
+        for entry in os.scandir(directory):
+            if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_size == 0:
+                os.unlink(entry.path)
+        os.rmdir(directory)
+    except OSError:
+        pass
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception as a short phrase for a one-line report."""
+    if isinstance(exc, KeyError):
+        return f"missing {exc.args[0]!r}" if exc.args else "a key is missing"
+    text = " ".join(str(exc).split())[:200]
+    return text or type(exc).__name__
+
+
+def _text_field(ev: dict[str, Any], key: str) -> str:
+    value = ev[key]
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{key} is not a string")
+    return value
 
 
 def _note_import(last: dict[str, tuple[str, str]], m: Message) -> None:
@@ -556,10 +886,21 @@ def _ws_event(ws: Workstream) -> dict[str, Any]:
     }
 
 
-def _ws_from_event(ev: dict[str, Any]) -> Workstream:
+def _ws_from_event(ev: dict[str, Any], ws_id: str | None = None) -> Workstream:
+    """A workstream snapshot event; ValueError/KeyError/TypeError when it is not one (a hand-edited line)."""
+    if ws_id is not None and ev.get("id") != ws_id:
+        raise ValueError("its id is not this directory's")
+    tags = ev.get("tags") or []
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise ValueError("tags is not a list of strings")
+    for key in ("model", "system_prompt"):
+        if ev.get(key) is not None and not isinstance(ev[key], str):
+            raise ValueError(f"{key} is not a string")
+    if not isinstance(ev["title"], str):
+        raise ValueError("title is not a string")
     return Workstream(
-        id=ev["id"], title=ev["title"], state=WorkstreamState(ev.get("state", "active")), tags=ev.get("tags") or [],
-        created_at=ev["created_at"], updated_at=ev["updated_at"], model=ev.get("model"),
+        id=_text_field(ev, "id"), title=ev["title"], state=WorkstreamState(ev.get("state", "active")), tags=tags,
+        created_at=_text_field(ev, "created_at"), updated_at=_text_field(ev, "updated_at"), model=ev.get("model"),
         system_prompt=ev.get("system_prompt"), is_scratch=bool(ev.get("is_scratch")),
     )
 

@@ -141,4 +141,9 @@ MIGRATIONS: list[str] = [
         UPDATE workstreams SET session_count = session_count + 1 WHERE id = new.workstream_id;
     END;
     """,
+    # 5: how a summary was written (model, repaired, extractive, verbatim) and its key-item audit (JSON)
+    """
+    ALTER TABLE summaries ADD COLUMN method TEXT NOT NULL DEFAULT 'model';
+    ALTER TABLE summaries ADD COLUMN audit TEXT;
+    """,
 ]

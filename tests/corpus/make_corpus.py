@@ -64,14 +64,34 @@ CONFIGS: dict[str, tuple[str, bytes]] = {
     "unknown_key_wrong_section": ("unknown key llm.data_dir", b'[llm]\ndata_dir = "/tmp/x"\n'),
     "unknown_key_empty": ("unknown key llm.", b'[llm]\n"" = 1\n'),
     "unknown_key_control_chars": ("unknown key llm.a\\nb\\x1b[31m", b'[llm]\n"a\\nb\\u001b[31m" = 1\n'),
+    # values that pass their type but would break the first request (issue 15): named at load
+    "host_port_out_of_range": ("key llm.host: 'http://127.0.0.1:99999' is not a valid host (Port out of range",
+                               b'[llm]\nhost = "http://127.0.0.1:99999"\n'),
+    "host_port_not_a_number": ("key llm.host: 'localhost:abc' is not a valid host", b'[llm]\nhost = "localhost:abc"\n'),
+    "host_scheme": ("key llm.host: 'ftp://127.0.0.1:11434' is not a valid host (the scheme 'ftp'",
+                    b'[llm]\nhost = "ftp://127.0.0.1:11434"\n'),
+    "host_space": ("is not a valid host (it contains spaces", b'[llm]\nhost = "http://local host:11434"\n'),
+    "host_ipv6_unclosed": ("is not a valid host (Invalid IPv6 URL)", b'[llm]\nhost = "http://[::1:11434"\n'),
+    "host_no_name": ("is not a valid host (it has no host name)", b'[llm]\nhost = "http://:11434"\n'),
+    "host_control_chars": ("is not a valid host (it contains spaces or control characters)",
+                           b'[llm]\nhost = "http://127.0.0.1:11434\\u001b[2J"\n'),
+    "host_in_pool": ("key llm.hosts[1]: 'http://gpu2:99999' is not a valid host",
+                     b'[llm]\nhosts = ["http://gpu1:11434", "http://gpu2:99999"]\n'),
+    "model_empty": ("key llm.model is empty", b'[llm]\nmodel = ""\n'),
+    "model_blank": ("key llm.model is empty", b'[llm]\nmodel = "   "\n'),
+    "num_ctx_below_reply": ("llm.num_ctx = 1024 leaves 0 tokens for the conversation after llm.max_reply_tokens = 1024",
+                            b"[llm]\nnum_ctx = 1024\nmax_reply_tokens = 1024\n"),
+    "bom": ("line 1: the file starts with a UTF-8 byte order mark (BOM)", b'\xef\xbb\xbf[llm]\nmodel = "x"\n'),
 }
+#: Files whose first bytes are the point of the case (no "# expect" line in front of them).
+HEADLESS = {"utf16", "bom"}
 
 
 def write_configs() -> None:
     out = HERE / "config"
     out.mkdir(exist_ok=True)
     for name, (expect, body) in CONFIGS.items():
-        head = b"" if name == "utf16" else f"# expect: {expect}\n".encode()
+        head = b"" if name in HEADLESS else f"# expect: {expect}\n".encode()
         (out / f"{name}.toml").write_bytes(head + body)
     (out / "EXPECT.json").write_text(json.dumps({f"{n}.toml": e for n, (e, _) in CONFIGS.items()}, indent=1) + "\n")
 

@@ -411,7 +411,7 @@ async def test_quit_during_a_reply_keeps_the_partial_reply(tui_settings, make_ap
 async def test_ollama_host_with_nothing_listening_is_shown_at_once_then_checked(tmp_path, recorder):
     """The configured backend, chosen lazily as `arawn` does: a refused connection puts
     'unreachable' on the status line before the HTTP client is even loaded; the full
-    check (through the real Ollama backend) follows and agrees."""
+    check (the light probe, until a chat loads the client) follows and agrees."""
     import socket
 
     from arawn_core.config import parse_settings
@@ -432,6 +432,6 @@ async def test_ollama_host_with_nothing_listening_is_shown_at_once_then_checked(
         quick, full = checks()[:2]
         assert (quick.info.kind, quick.info.host, quick.info.reachable) == ("ollama", host, False)
         assert (full.info.kind, full.info.host, full.info.reachable) == ("ollama", host, False)
-        assert full.info.detail and full.info.detail != quick.info.detail  # the client's own words
+        assert full.info.detail and full.info.detail != quick.info.detail  # the check's own words
         line = str(app.main_screen.query_one(StatusBar).render())
         assert f"ollama unreachable at {host}" in line and "ollama serve" in line

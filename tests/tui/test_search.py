@@ -6,6 +6,8 @@ expected hits always come from `core.search` itself.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import asyncio
 from pathlib import Path
 
@@ -48,8 +50,13 @@ READING = [[("user", "A novel about a tomato farmer: [red]tomato[/] \x1b[2J \u20
 
 
 async def build_data(settings: Settings, tmp: Path) -> dict[str, str]:
-    """`Garden`: the snapshot sessions and a long one, summarized; `Reading list`: one session."""
-    core = await open_core(settings)
+    """`Garden`: the snapshot sessions and a long one, summarized; `Reading list`: one session.
+
+    Summarized with the audit reporting only: a repair would append the question about zucchini
+    to a summary, which the search would then find too."""
+    c = settings.workstream.compression
+    core = await open_core(replace(settings, workstream=replace(settings.workstream, compression=replace(
+        c, audit="report"))))
     reading = await core.create_workstream("Reading list")
     garden = await core.create_workstream("Garden")
     await core.import_file(write_conversations(tmp / "garden.jsonl", [*GARDEN, _long_conversation()]),

@@ -8,6 +8,8 @@ waits for the state it claims to show before the picture is taken.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import asyncio
 from pathlib import Path
 
@@ -48,7 +50,10 @@ def build(settings: Settings, tmp: Path, compress: bool) -> dict[str, str]:
             "Watering: daily in summer, test the soil; feed weekly after the first truss.",
             "## Garden\n\n- Pot tomatoes: **Tiny Tim**, Balconi Red.\n- Water daily in summer.\n"
             "- Feed weekly after the first truss."))
-        core = await open_core(settings, backend)
+        # the audit reports only: a repair call would take the next scripted reply
+        c = settings.workstream.compression
+        audited = replace(settings, workstream=replace(settings.workstream, compression=replace(c, audit="report")))
+        core = await open_core(audited, backend)
         reading = await core.create_workstream("Reading list")
         garden = await core.create_workstream("Garden")
         await core.import_file(write_conversations(tmp / "garden.jsonl", GARDEN), "messages", garden.id)
