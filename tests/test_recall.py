@@ -38,8 +38,9 @@ async def chat(core: ArawnCore, ws_id: str, text: str, on_recall=None) -> str:
 
 async def open_core(data_dir: Path, toml: str = "", compression: str = "") -> tuple[ArawnCore, FakeBackend]:
     backend = FakeBackend(reply=forgetful)
+    # audit off: its key-item repair would put the identifier back into the summaries; here they lose it
     settings = make_settings(data_dir, toml + "\n[workstream.compression]\nverbatim_max_chars = 0\nmin_messages = 0\n"
-                             + compression)
+                             'audit = "off"\n' + compression)
     return await ArawnCore.open(settings, backend), backend
 
 
