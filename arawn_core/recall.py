@@ -17,7 +17,9 @@ messages) says nothing about which message is meant, and the query's terms
 together may match at most QUERY_MATCHES messages (ranking costs about a
 microsecond a match): the rarest terms are kept first. When only frequent
 words are left in a big history, the two rarest are ranked over the newest
-shards alone (recent messages first, latency bounded). What is left is
+shards alone (recent messages first, latency bounded). Only the shards from
+the workstream's first message on are ranked, so a young workstream in a big
+index pays for its own part of it. What is left is
 OR-ed, so an answer that holds only some of the question's words still
 matches; a hit must hold MIN_COVERAGE of the weight of the terms any earlier
 message holds (or an identifier), so one middling word is not enough.
@@ -33,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+import weakref
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
@@ -241,11 +244,16 @@ async def recall(db: Any, messages_path: Callable[[str], Any], workstream_id: st
         row = await db.fetchone("SELECT rowid FROM messages WHERE id = ?", (exclude_from_id,))
         exclude_from_rowid = row[0] if row else None
     shards = await fts.shards(db.conn)
+    top = (await db.fetchone("SELECT max(rowid) FROM messages"))[0] or 0
+    first = await _first_rowid(db, workstream_id)
+    if first is None or not shards:
+        return Recall(terms)
+    weights, share = await _term_weights(db, terms, shards, top)
+    # only the shards that hold this workstream's messages are ranked (and counted for the reach)
+    shards = [s for s in shards if (s + 1) * fts.SHARD_ROWS >= first]
     if not shards:
         return Recall(terms)
-    top = (await db.fetchone("SELECT max(rowid) FROM messages"))[0] or 0
-    weights, share = await _term_weights(db, terms, shards, top)
-    kept, shards = _pick_terms(terms, weights, share, shards, top)
+    kept, shards = _pick_terms(terms, weights, share, shards, top - shards[0] * fts.SHARD_ROWS)
     if not kept:
         return Recall(terms)
     candidates = await _rank(db, workstream_id, kept, weights, shards, exclude_session, exclude_from_rowid)
@@ -268,6 +276,24 @@ async def recall(db: Any, messages_path: Callable[[str], Any], workstream_id: st
             c.score = _bm25(c, weights, avg_chars, when)
         relevant.sort(key=lambda c: -c.score)
     return _render(kept, relevant, budget_tokens, estimate)
+
+
+#: Per open database: each workstream's lowest message rowid. Rowids only grow, so a value once
+#: read stays a lower bound for the workstream's messages (a reindex renumbers them upwards).
+_FIRST_ROWID: "weakref.WeakKeyDictionary[Any, dict[str, int]]" = weakref.WeakKeyDictionary()
+
+
+async def _first_rowid(db: Any, workstream_id: str) -> int | None:
+    """The workstream's lowest message rowid (None: no messages), read once per database object:
+    one index scan of the workstream's messages (sessions_by_workstream, messages_by_session)."""
+    known = _FIRST_ROWID.setdefault(db, {})
+    if workstream_id not in known:
+        row = await db.fetchone("SELECT min(m.rowid) FROM sessions s JOIN messages m ON m.session_id = s.id"
+                                " WHERE s.workstream_id = ?", (workstream_id,))
+        if row is None or row[0] is None:
+            return None  # not cached: the first message may come any time
+        known[workstream_id] = row[0]
+    return known[workstream_id]
 
 
 async def _term_weights(db: Any, terms: list[Term], shards: list[int],

@@ -260,3 +260,33 @@ async def test_a_small_workstream_beside_a_big_one_still_finds_its_own(data_dir:
         assert "HG-77" in chat_requests(backend)[0].messages[-2]["content"]
     finally:
         await core.close(end_sessions=False)
+
+
+async def test_recall_reaches_old_shards_and_the_newest_message(data_dir: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """With tiny index shards, a workstream's old message (an early shard, many shards of other
+    talk after it) and one appended after the first recall (a new shard) are both found."""
+    from arawn_core.store import fts
+
+    monkeypatch.setattr(fts, "SHARD_ROWS", 8)
+    core, backend = await open_core(data_dir, "[context]\nrecall_max_tokens = 2000\n")
+    try:
+        ws = await core.create_workstream("shards")
+        old = await core.append_message(ws.id, "user", "the osprey bucket is named osp-archive-9")
+        await core.end_session(ws.id)
+        other = await core.create_workstream("other")
+        for i in range(40):
+            await core.append_message(other.id, "user", f"unrelated chatter number {i}")
+        assert len(await fts.shards(core.db.conn)) >= 5
+        heard = []
+        await chat(core, ws.id, "what is the osprey bucket called?", on_recall=heard.append)
+        assert heard[-1].ids == [old.id]
+        await core.end_session(ws.id)
+        for i in range(20):
+            await core.append_message(other.id, "user", f"more chatter {i}")
+        newer = await core.append_message(ws.id, "user", "the osprey bucket moved to osp-archive-10")
+        await core.end_session(ws.id)
+        await chat(core, ws.id, "and where is the osprey bucket now?", on_recall=heard.append)
+        assert {old.id, newer.id} <= set(heard[-1].ids)
+    finally:
+        await core.close(end_sessions=False)
