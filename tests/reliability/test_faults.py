@@ -361,7 +361,9 @@ async def test_summary_cut_at_num_predict_is_never_stored_as_whole(tmp_path: Pat
             assert job.state is JobState.FAILED and "max_summary_tokens" in job.last_error
             assert await core.session_summary(session_id) is None
             assert len(chat_requests(server)) == 2  # the first try and the "be much briefer" retry
-            assert "Be much briefer" in chat_requests(server)[1]["messages"][0]["content"]
+            first, retry = (r["messages"] for r in chat_requests(server))
+            assert "Be much briefer" in retry[-1]["content"]  # the note goes in the user message ...
+            assert retry[0] == first[0]  # ... so the system prompt stays byte-identical (prompt cache)
             # a model that does shorten on request: the second, complete reply is the summary
             server.engine.script = [_long_reply(["MARKER-x"]), "Short. " + " ".join(MARKERS)]
             server.engine._script_pos = 0
