@@ -8,7 +8,7 @@ either choice opens its session the way a search hit does (`open_search_hit`).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, cast
 
 from textual import work
 
@@ -19,6 +19,7 @@ from arawn_tui.widgets.recall_line import RecallLine, RecallNoted
 if TYPE_CHECKING:
     from arawn_core.recall import Recall
     from arawn_core.search import SearchHit
+    from arawn_tui.screens.main import MainScreen
 
 
 def recalled_hit(entry: dict[str, Any], workstream_id: str, title: str) -> SearchHit:
@@ -40,16 +41,20 @@ def session_hit(session_id: str, workstream_id: str, title: str) -> SearchHit:
 class RecallActions:
     """Mixin for MainScreen (uses its ws_id, chat, core, summary_panel and open_search_hit)."""
 
+    @property
+    def _main(self) -> MainScreen:
+        return cast("MainScreen", self)
+
     def recall_noter(self, workstream_id: str) -> Callable[[Recall], None]:
         """`ArawnCore.send(on_recall=...)`: post what was recalled, so the chat shows it as the reply starts."""
         def noted(recall: Recall) -> None:
             if recall.messages:
-                self.post_message(RecallNoted(workstream_id, [m.to_dict() for m in recall.messages]))  # type: ignore[attr-defined]
+                self._main.post_message(RecallNoted(workstream_id, [m.to_dict() for m in recall.messages]))
         return noted
 
     async def on_recall_noted(self, message: RecallNoted) -> None:
-        if message.workstream_id == getattr(self, "reply_ws", None):
-            await self.chat.note_recalled(message.recalled)  # type: ignore[attr-defined]
+        if message.workstream_id == self._main.reply_ws:
+            await self._main.chat.note_recalled(message.recalled)
 
     def on_recall_line_selected(self, message: RecallLine.Selected) -> None:
         self.pick_recalled(message.recalled)
@@ -58,34 +63,38 @@ class RecallActions:
     async def pick_recalled(self, recalled: list[dict[str, Any]]) -> None:
         from arawn_tui.screens.sources import SourcePicker
 
-        ws_id = self.ws_id  # type: ignore[attr-defined]
+        main = self._main
+        ws_id = main.ws_id
         if ws_id is None:
             return
         items = [(str(r["id"]), f"{local_time(str(r.get('timestamp', '')))} · {r.get('role', '')} · "
                                 f"{one_line(str(r.get('snippet', '')), 100)}") for r in recalled]
-        choice = await self.app.push_screen_wait(SourcePicker(  # type: ignore[attr-defined]
+        choice = await main.app.push_screen_wait(SourcePicker(
             "Earlier messages recalled for this reply", items, "enter opens the session at that message"))
         entry = next((r for r in recalled if str(r["id"]) == choice), None)
         if entry is not None:
-            self.open_search_hit(recalled_hit(entry, ws_id, self.workstream_list.title_of(ws_id)))  # type: ignore[attr-defined]
+            main.open_search_hit(recalled_hit(entry, ws_id, main.workstream_list.title_of(ws_id)))
 
     def action_open_summary_sources(self) -> None:
-        if self._need_core() is not None and self._need_workstream() is not None:  # type: ignore[attr-defined]
-            self.pick_summary_source(self.ws_id)  # type: ignore[attr-defined]
+        main = self._main
+        if main._need_core() is not None and main._need_workstream() is not None:
+            self.pick_summary_source(main.ws_id)
 
     @work(group="dialog", exit_on_error=False)
     async def pick_summary_source(self, ws_id: str) -> None:
         """The sessions the shown summaries cover (the workstream summary's, then the session summary's)."""
         from arawn_tui.screens.sources import SourcePicker
 
-        core = self.core  # type: ignore[attr-defined]
-        panel = self.summary_panel  # type: ignore[attr-defined]
+        main = self._main
+        core = main.core
+        assert core is not None
+        panel = main.summary_panel
         covered: list[str] = []
         for summary in (panel.workstream_summary, panel.session_summary):
             if summary is not None and summary.workstream_id == ws_id:
                 covered += [sid for sid in summary.covers if sid not in covered]
         if not covered:
-            self.notify("No summary with sources here yet: a summary is written when a session ends.",  # type: ignore[attr-defined]
+            main.notify("No summary with sources here yet: a summary is written when a session ends.",
                         severity="warning")
             return
         sessions = {s.id: s for s in await core.list_sessions(ws_id)}
@@ -97,7 +106,7 @@ class RecallActions:
             gist = one_line(s.summary or "", 70)
             items.append((sid, f"session of {local_time(s.started_at)} · {s.message_count} messages"
                                + (f" · {gist}" if gist else "")))
-        choice = await self.app.push_screen_wait(SourcePicker(  # type: ignore[attr-defined]
+        choice = await main.app.push_screen_wait(SourcePicker(
             "Sessions this summary covers", items, "enter opens the session's transcript"))
         if choice:
-            self.open_search_hit(session_hit(choice, ws_id, self.workstream_list.title_of(ws_id)))  # type: ignore[attr-defined]
+            main.open_search_hit(session_hit(choice, ws_id, main.workstream_list.title_of(ws_id)))
