@@ -398,7 +398,7 @@ class ArawnCore:
         parts: list[str] = []
         finished = False
         try:
-            async for chunk in self._chat_replanned(workstream_id, context, options):
+            async for chunk in self._chat_replanned(workstream_id, turn, options):
                 if chunk.text:
                     parts.append(chunk.text)
                     yield chunk.text
@@ -575,12 +575,12 @@ class ArawnCore:
         return ContextPlan(self.settings.llm.num_ctx, server.size if server else None,
                            server.source if server else "")
 
-    async def _chat_replanned(self, workstream_id: str, context: list[dict[str, str]],
+    async def _chat_replanned(self, workstream_id: str, turn: TurnContext,
                               options: ChatOptions) -> AsyncIterator[ChatChunk]:
         """A server that refuses an over-long chat and so reveals a smaller context: plan again, send once more."""
         sent = False
         try:
-            async for chunk in self.backend.chat(context, options):
+            async for chunk in self.backend.chat(turn.messages, options):
                 sent = True
                 yield chunk
             return
@@ -588,8 +588,10 @@ class ArawnCore:
             smaller = await self.num_ctx_for(options.model)
             if sent or smaller >= options.num_ctx:
                 raise
-        context[:] = await self.build_context(workstream_id)  # the caller learns from the context really sent
-        async for chunk in self.backend.chat(context, replace(options, num_ctx=smaller)):
+        again = await self.build_turn(workstream_id)  # the caller learns from the context really sent
+        turn.messages[:] = again.messages
+        turn.recall = again.recall  # and the reply records what that context recalled
+        async for chunk in self.backend.chat(turn.messages, replace(options, num_ctx=smaller)):
             yield chunk
 
     async def num_ctx_for(self, model: str) -> int:
