@@ -102,25 +102,26 @@ class ArawnCore:
         """Open the data dir. A damaged index is moved aside (arawn.db.corrupt-<time>) and rebuilt from
         the JSONL files, which hold everything it did; `notices` says so."""
         data_dir = settings.data_dir
-        ensure_private_dir(data_dir, link_ok=True)
+        loose = ensure_private_dir(data_dir, link_ok=True)
         try:
-            return await cls._open(settings, backend)
+            return await cls._open(settings, backend, loose)
         except CorruptIndex as exc:
             if not _writable_dir(data_dir):
                 raise
             damaged = exc.path
             aside = move_aside(damaged)
-        core = await cls._open(settings, backend)
+        core = await cls._open(settings, backend, loose)
         core.repo.notice(f"{damaged} was damaged; moved it to {aside.name} and rebuilt the index from the"
                          " message files")
         return core
 
     @classmethod
-    async def _open(cls, settings: Settings, backend: LLMBackend | None) -> ArawnCore:
+    async def _open(cls, settings: Settings, backend: LLMBackend | None, loose: bool = False) -> ArawnCore:
         data_dir = settings.data_dir
         db = await Database.open(data_dir / "arawn.db")
         try:
             repo = Repository(db, data_dir)
+            repo.check_modes = loose  # the data dir was found loose: check every mode inside it
             c = settings.workstream.compression
             queue = JobQueue(db, c.max_attempts, c.retry_base_s, c.retry_max_s)
             estimator = TokenEstimator()

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from arawn_core.models import Summary
 
-PROMPT_VERSION = "2026-12-04.1"  # issue 11: fixed system prompts, key items, completion style
+PROMPT_VERSION = "2026-12-04.2"  # issue 11: fixed system prompts, key items, completion style, flagged inputs
 VERBATIM_MODEL = "verbatim"  # a short session stored as its own summary, no model involved
 
 

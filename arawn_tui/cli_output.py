@@ -49,8 +49,11 @@ def emit(args: Any, doc: Any, text: Callable[[], None]) -> None:
 
 
 def line(text: str, limit: int = 2000) -> str:
-    """A message for one stderr line or table cell: inert, line breaks folded, cut at `limit`."""
-    return one_line(text, limit)
+    """A message for one stderr line or table cell: inert, line breaks folded, cut at `limit`.
+
+    Unlike `one_line` the spacing is kept as written (doctor's and the tables' alignment)."""
+    flat = inert(text).replace("\n", " ").replace("\t", " ")
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def _badge(ws: Workstream) -> str:

@@ -59,6 +59,25 @@ def test_audit_text_and_the_key_items_section() -> None:
     assert len(text) <= 1 + 200 + 2 and "- ABQ-1000 (keep)" in text
 
 
+def test_flag_lines_moves_the_bullets_holding_tracked_items_under_the_heading() -> None:
+    """A summary of summaries is told which input lines hold the items it will be audited for."""
+    items = K.extract_messages([("user", "Please remember reference code ABQ-1000. The service is billing_api."),
+                                ("user", "Note that the ticket is CDE-2000, keep it."),
+                                ("user", "Don't forget: our reference code is XYZ-3000.")])
+    first = "Summary.\n- The user asked about billing.\n- billing_api serves invoices.\n- code ABQ-1000 (keep)"
+    second = f"Prose that names CDE-2000 in passing.\n\n{A.SECTION_HEADING}\n- CDE-2000 (keep)"
+    (one, two), listed = A.flag_lines([first, second], items, lambda left: [it.text for it in left])
+    assert one.splitlines() == ["Summary.", "- The user asked about billing.", "", A.SECTION_HEADING,
+                                "- billing_api serves invoices.", "- code ABQ-1000 (keep)"]
+    assert two == second  # already in a section: flagged as it is
+    assert listed == ["Don't forget: our reference code is XYZ-3000."]  # on no line: named in the request
+    # a text with a section gains the flagged lines right under its heading, and loses nothing
+    third = f"- ABQ-1000 is the code\n- other\n\n{A.SECTION_HEADING}\n- old item"
+    (out,), listed = A.flag_lines([third], items[:1], lambda left: [it.text for it in left])
+    assert out.splitlines() == ["- other", "", A.SECTION_HEADING, "- ABQ-1000 is the code", "- old item"]
+    assert sorted(out.splitlines()) == sorted(third.splitlines()) and listed == []
+
+
 def test_extractive_summary_is_labelled_and_bounded() -> None:
     items = K.extract_messages(real_transcript(30_000) + [("user", "Please remember reference code ABQ-1234.")])
     text = A.extractive_summary(items, "it repeated the instructions", 1500)
@@ -157,6 +176,66 @@ async def test_every_level_is_audited_and_repair_keeps_every_code() -> None:
     prev = "Please remember reference code XXQ-7777."
     cp = await s.checkpoint(items, prev, previous_items=K.extract("user", prev))
     assert {"chunk", "checkpoint"} <= set(cp.audit.levels) and all(c in cp.text for c in [*codes, "XXQ-7777"])
+
+
+async def test_a_model_that_keeps_what_it_is_asked_makes_no_repair_call() -> None:
+    """Drop rate 0: the fake writes every item it is shown, best first, within the words it is asked for.
+
+    Such a model must need no repair call at any level: the words asked for leave room for the items
+    the audit tracks, and a merge, session or reduce request flags which lines hold them (under the
+    inputs' "Key items" headings, which every prompt says to keep). Calls are counted at the backend.
+    """
+    items, codes = with_codes(real_transcript(250_000), 12)
+    off_backend = LossyBackend(0.0, seed=3)
+    off = make(off_backend, audit="off")
+    off_session = await off.summarize_session(items)
+    off_fold = await off.fold("## Earlier\n- Please remember reference code ZZQ-9999.", [off_session.text])
+
+    backend = LossyBackend(0.0, seed=3)
+    s = make(backend)
+    session = await s.summarize_session(items)
+    a = session.audit
+    assert a is not None and a.level == "session"
+    assert all(a.levels[lv]["calls"] > 0 for lv in ("chunk", "merge", "session"))
+    assert a.repair_calls == 0 and session.method == "model"
+    assert all(lv.get("repaired", 0) == 0 and lv.get("appended", 0) == 0 for lv in a.levels.values())
+    assert all(c in session.text for c in codes)
+    calls = backend.calls
+    assert calls == session.llm_calls == off_backend.calls - off_fold.llm_calls  # not one call more than audit off
+
+    folded = await s.fold("## Earlier\n- Please remember reference code ZZQ-9999.", [session.text],
+                          new_items=[session.items])
+    assert folded.audit.level == "reduce" and folded.audit.repair_calls == 0 and folded.method == "model"
+    assert all(c in folded.text for c in [*codes, "ZZQ-9999"])
+    assert backend.calls - calls == folded.llm_calls == off_fold.llm_calls
+
+
+async def test_prose_summaries_name_the_items_they_must_keep() -> None:
+    """Summaries in prose have no bullet to flag: the request lists the items (codes of keep requests as codes)."""
+    first = "The user set up billing and said to keep reference code ABQ-1000 for the ticket. " * 3
+    second = "Later the user moved the service to billing_api and asked to remember CDE-2000. " * 3
+    items = [K.extract("user", "Please remember reference code ABQ-1000."),
+             K.extract("user", "Remember CDE-2000. The service is now billing_api.")]
+
+    def reply(messages, options) -> str:  # a model that writes what it is asked to keep, and a line of prose
+        body = "\n".join(x["content"] for x in messages if x["role"] == "user")
+        block = body.split(P.KEEP_TITLE, 1)[1] if P.KEEP_TITLE in body else ""
+        return "Billing work went on.\n" + "\n".join(line for line in block.splitlines() if line.startswith("- "))
+
+    backend = FakeBackend(reply=reply)
+    folded = await make(backend).fold(None, [first, second], new_items=items)
+    request = backend.requests[0].content
+    assert P.KEEP_TITLE in request and "- ABQ-1000 (keep)" in request and "- billing_api" in request
+    assert folded.audit.repair_calls == 0 and backend.calls == 1 and folded.method == "model"
+    assert folded.audit.kept == folded.audit.total == 3
+
+
+def test_a_url_with_braces_counts_as_kept_when_written_as_is() -> None:
+    """"http://{node}/get_chain" normalises to "http:// node /get chain": the anchor as written must match."""
+    item = K.extract("assistant", "Call http://{node}/get_chain on each node.")[0]
+    assert item.kind == "url"
+    assert K.Matcher("- http://{node}/get_chain").has(item)
+    assert not K.Matcher("- http://{node}/get_blocks").has(item)
 
 
 async def test_a_model_that_keeps_everything_costs_no_extra_call() -> None:

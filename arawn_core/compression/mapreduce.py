@@ -21,7 +21,11 @@ How a request is kept in budget:
 What is kept (`arawn_core.memory`): every summary, at every level (chunk,
 merge, session, checkpoint, reduce, rebuild, condense), is audited against the
 key items of its inputs; missing items get one repair call, then a bounded
-verbatim "Key items" section; the counts are the summary's audit. A reply
+verbatim "Key items" section; the counts are the summary's audit. A summary
+of summaries is told which items it will be audited for (the input lines
+holding them go under the inputs' "Key items" headings, items on no line are
+listed), and the words asked for leave room for them, so a model that keeps
+what it is asked to keep needs no repair call. A reply
 that is not a summary (an echo of the prompt, empty, a loop, fence markers,
 longer than its input) is retried once with a corrective note, then replaced
 by the labelled extractive fallback, or (audit "off") is an error naming the
@@ -411,8 +415,9 @@ class Summarizer:
         prev = Draft(previous_summary, prev_items) if previous_summary else None
         style = self.config.style
 
-        def build(p: str | None, texts: list[str], words: int) -> Builder:
-            return lambda shorter: P.reduce_messages(p, texts, target_words=words, shorter=shorter, style=style)
+        def build(p: str | None, texts: list[str], words: int, keep: Sequence[str]) -> Builder:
+            return lambda shorter: P.reduce_messages(p, texts, target_words=words, shorter=shorter, style=style,
+                                                     keep=keep)
 
         draft = await self._fold_loop(prev, new, build, op, "reduce", must)
         return await op.result(draft, input_chars, self.config.audit)
@@ -468,9 +473,9 @@ class Summarizer:
                 pass
         drafts = await self._map(items, op, plan_merges=False)
 
-        def build(prev: str | None, texts: list[str], words: int) -> Builder:
+        def build(prev: str | None, texts: list[str], words: int, keep: Sequence[str]) -> Builder:
             return lambda shorter: P.checkpoint_messages(prev, summaries=texts, target_words=words, shorter=shorter,
-                                                         style=style)
+                                                         style=style, keep=keep)
 
         prev = Draft(previous_checkpoint, prev_items) if previous_checkpoint else None
         draft = await self._fold_loop(prev, drafts, build, op, "checkpoint", [])
@@ -507,11 +512,25 @@ class Summarizer:
         """
         if not self.auditing:
             return []
+        taken, dropped, untracked = self._select(groups, words)
+        self._record(op, level, dropped, untracked)
+        return taken
+
+    @staticmethod
+    def _record(op: _Op, level: str, dropped: Sequence[KeyItem], untracked: int) -> None:
+        for it in dropped:
+            op.dropped.setdefault(it.key, it)
+        if untracked:
+            op.count(level, untracked=untracked)
+
+    def _select(self, groups: Sequence[Sequence[KeyItem]], words: int) -> tuple[list[KeyItem], list[KeyItem], int]:
+        """`_bounded` without recording: (tracked, dropped, how many were left untracked)."""
         ranked = K.rank(K.merge(groups))
         limit = self.max_items()
         keep_room = self._tracked_chars()
         room = min(keep_room, int(words * CHARS_PER_WORD * 0.4))
         taken: list[KeyItem] = []
+        dropped: list[KeyItem] = []
         full = False
         for it in ranked:
             cost = _item_cost(it)
@@ -524,13 +543,41 @@ class Summarizer:
                 full = full or len(taken) >= limit or cost > room
                 fits = not full
             if not fits:
-                op.dropped.setdefault(it.key, it)
+                dropped.append(it)
                 continue
             taken.append(it)
             room -= cost
-        if len(taken) < len(ranked):
-            op.count(level, untracked=len(ranked) - len(taken))
-        return taken
+        return taken, dropped, len(ranked) - len(taken)
+
+    def _keep_lines(self, items: Sequence[KeyItem]) -> list[str]:
+        """How a request names the items a summary of summaries must keep: codes of a keep request as codes."""
+        if not self.auditing:
+            return []
+        return [A._compact(it)[2:] or it.text for it in items]
+
+    def _name_items(self, texts: Sequence[str], items: Sequence[KeyItem]) -> tuple[list[str], list[str]]:
+        """The input summaries with the lines holding `items` under their "Key items" heading, and the rest named.
+
+        Why: the audit will check the reply for these items, so the request must say which they are; a
+        model that keeps what it is asked to keep then needs no repair call. Moving the bullet that
+        already holds an item into the input's "Key items" section (every prompt says to keep those
+        lines) says so for the cost of one heading; only items on no bullet line of their own are
+        listed (`_keep_lines`) in an ITEMS block.
+        """
+        if not self.auditing or not items:
+            return list(texts), []
+        return A.flag_lines(texts, items, self._keep_lines)
+
+    def _keep_words(self, words: int, keep: Sequence[str]) -> int:
+        """`words`, raised so that the listed items fit next to prose, within the reply's room.
+
+        Why: a model that writes what it is asked to keep within the words it is given must have
+        words for them; else it leaves some out and the audit spends a repair call on them.
+        """
+        if not keep:
+            return words
+        need = sum(len(k.split()) + 1 for k in keep) + MIN_TARGET_WORDS
+        return max(words, min(need, self._reply_words()))
 
     def _tracked_chars(self) -> int:
         """What the tracked items may cost in a summary: 40% of the reply's room (the rest is prose)."""
@@ -589,12 +636,15 @@ class Summarizer:
         """
         ratio = self.estimator.chars_per_token(self.config.model)
         by_budget = self._data_tokens() * ratio / (CHARS_PER_WORD * share)
-        reply_share = 1.0 - (self.config.key_items_share if self.auditing else 0.0)
-        by_reply = self.config.max_summary_tokens * reply_share * WORDS_PER_TOKEN
-        target = min(by_budget, by_reply)
+        target = min(by_budget, self._reply_words())
         if input_chars:
             target = min(target, max(MIN_INPUT_WORDS_TARGET, input_chars / CHARS_PER_WORD / COMPRESSION))
         return max(MIN_TARGET_WORDS, int(target))
+
+    def _reply_words(self) -> int:
+        """Words a reply may have: max_summary_tokens less the verbatim "Key items" section's share."""
+        reply_share = 1.0 - (self.config.key_items_share if self.auditing else 0.0)
+        return int(self.config.max_summary_tokens * reply_share * WORDS_PER_TOKEN)
 
     # ---- one request ---------------------------------------------------
     async def _call(self, build: Builder, op: _Op, note: str | None = None) -> str:
@@ -746,15 +796,17 @@ class Summarizer:
         self.options = replace(self.options, num_ctx=num_ctx)
 
     # ---- pieces: one call, or split and redo ------------------------------
-    def _piece_builder(self, kind: PieceKind, units: list[ChunkItem], position: str | None, words: int) -> Builder:
+    def _piece_builder(self, kind: PieceKind, units: list[ChunkItem], position: str | None, words: int,
+                       keep: Sequence[str] = ()) -> Builder:
         style = self.config.style
         if kind == "map":
             return lambda s: P.session_messages(units, part=position, target_words=words, shorter=s, style=style)
         if kind == "merge":
             texts = [u.text for u in units]
-            return lambda s: P.merge_messages(texts, target_words=words, shorter=s, style=style)
+            return lambda s: P.merge_messages(texts, target_words=words, shorter=s, style=style, keep=keep)
         text = "".join(u.text for u in units)
-        return lambda s: P.condense_messages(text, part=position, target_words=words, shorter=s, style=style)
+        return lambda s: P.condense_messages(text, part=position, target_words=words, shorter=s, style=style,
+                                             keep=keep)
 
     def _words_for(self, kind: PieceKind, units: list[ChunkItem]) -> int:
         chars = sum(len(u.text) for u in units)
@@ -766,12 +818,13 @@ class Summarizer:
             return max(MIN_TARGET_WORDS, words)
         return self._target_words(share=self.config.fan_in, input_chars=chars)
 
-    def _piece_items(self, kind: PieceKind, units: list[ChunkItem], unit_items: dict[int, list[KeyItem]],
-                     op: _Op, level: str, words: int) -> list[KeyItem]:
+    def _piece_groups(self, kind: PieceKind, units: list[ChunkItem],
+                      unit_items: dict[int, list[KeyItem]]) -> list[list[KeyItem]]:
+        """The key items of a piece's inputs, a group each: extracted (transcript) or carried (summaries)."""
         if not self.auditing:
             return []
         if kind == "map":
-            return self._bounded(op, level, [K.extract(u.role, u.text) for u in units], words)
+            return [K.extract(u.role, u.text) for u in units]
         groups = []
         for u in units:
             its = unit_items.get(u.index, [])
@@ -779,7 +832,7 @@ class Summarizer:
                 m = K.Matcher(u.text)
                 its = [it for it in its if m.has(it)]
             groups.append(its)
-        return self._bounded(op, level, groups, words)
+        return groups
 
     async def _run_piece(
         self, kind: PieceKind, units: list[ChunkItem], position: str | None, op: _Op,
@@ -788,20 +841,25 @@ class Summarizer:
         """One call if the piece fits; else split it (smaller each time) and return the parts' outputs in order."""
         unit_items = unit_items or {}
         words = self._words_for(kind, units)
-        build = self._piece_builder(kind, units, position, words)
         level = {"map": "chunk", "merge": "merge", "condense": "condense"}[kind]
         chars = sum(len(u.text) for u in units)
+        items, dropped, untracked = self._select([list(must), *self._piece_groups(kind, units, unit_items)], words)
+        keep: list[str] = []
+        shown = units
+        if kind != "map":  # a transcript shows its items; summaries are told which of theirs to keep
+            flagged, keep = self._name_items([u.text for u in units], items)
+            shown = [replace(u, text=t) for u, t in zip(units, flagged)]
+            words = self._keep_words(words, [*keep, *self._keep_lines(items)])
+        build = self._piece_builder(kind, shown, position, words, keep)
         if self._fits(build):
-            items = self._piece_items(kind, units, unit_items, op, level, words)
-            if must:
-                items = self._bounded(op, level, [list(must), items], words)
+            self._record(op, level, dropped, untracked)
             try:
                 return [await self._summarize(build, op, level, items, chars)]
             except _Overflow:
                 pass  # learned; split below
         overhead = P.ITEM_OVERHEAD_CHARS if kind == "map" else SUMMARY_OVERHEAD_CHARS
         size = chars + overhead * len(units)
-        empty = self._piece_builder(kind, [], position, 10_000)
+        empty = self._piece_builder(kind, [], position, 10_000, keep)
         room = self._max_data_chars(empty)
         target = room if room < size else size // 2
         if target - overhead < 1 or size < 2:
@@ -893,9 +951,13 @@ class Summarizer:
                 current = [d.text for d in texts]
                 builder = P.merge_messages if final == "merge" else P.rebuild_messages
                 style = self.config.style
-                build: Builder = lambda s: builder(current, target_words=words, shorter=s, style=style)  # noqa: E731
+                items, dropped, untracked = self._select([list(must), *[d.items for d in texts]], words)
+                current, keep = self._name_items(current, items)
+                words = self._keep_words(words, self._keep_lines(items))
+                build: Builder = lambda s: builder(current, target_words=words, shorter=s, style=style,  # noqa: E731
+                                                   keep=keep)
                 if self._fits(build):
-                    items = self._bounded(op, level, [list(must), *[d.items for d in texts]], words)
+                    self._record(op, level, dropped, untracked)
                     try:
                         return await self._summarize(build, op, level, items, sum(map(len, current)), top=True)
                     except _Overflow:
@@ -910,7 +972,7 @@ class Summarizer:
         self,
         previous: Draft | None,
         texts: list[Draft],
-        build_for: Callable[[str | None, list[str], int], Builder],
+        build_for: Callable[[str | None, list[str], int, Sequence[str]], Builder],
         op: _Op,
         level: str,
         must: Sequence[KeyItem],
@@ -920,10 +982,13 @@ class Summarizer:
         for _ in range(MAX_ROUNDS):
             prev_text = previous.text if previous else None
             words = self._target_words(share=2)
-            build = build_for(prev_text, [d.text for d in texts], words)
+            groups = [list(must), previous.items if previous else [], *[d.items for d in texts]]
+            items, dropped, untracked = self._select(groups, words)
+            shown, keep = self._name_items([prev_text or "", *[d.text for d in texts]], items)
+            words = self._keep_words(words, self._keep_lines(items))
+            build = build_for(shown[0] if previous else None, shown[1:], words, keep)
             if self._fits(build):
-                groups = [list(must), previous.items if previous else [], *[d.items for d in texts]]
-                items = self._bounded(op, level, groups, words)
+                self._record(op, level, dropped, untracked)
                 chars = len(prev_text or "") + sum(len(d.text) for d in texts)
                 try:
                     return await self._summarize(build, op, level, items, chars, top=True)

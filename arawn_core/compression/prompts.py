@@ -224,6 +224,15 @@ def _build(
     return [{"role": "system", "content": system_prompt(kind)}, {"role": "user", "content": "\n\n".join(parts)}]
 
 
+#: Title of the list of key items a summary of summaries must keep (what the audit checks it for).
+KEEP_TITLE = "Key items of these summaries (keep each one verbatim):"
+
+
+def _keep_blocks(keep: Sequence[str]) -> list[Block]:
+    """The items the audit will check, named in the request, so a model that does as asked needs no repair."""
+    return [(KEEP_TITLE, "ITEMS", "\n".join(f"- {k}" for k in keep))] if keep else []
+
+
 def session_messages(
     items: Sequence[ItemLike],
     *,
@@ -244,10 +253,11 @@ def session_messages(
 
 def merge_messages(
     summaries: Sequence[str], *, target_words: int, shorter: bool = False, nonce: str | None = None,
-    note: str | None = None, style: Style = "chat",
+    note: str | None = None, style: Style = "chat", keep: Sequence[str] = (),
 ) -> list[ChatMessage]:
     """Merge consecutive partial summaries into one."""
-    return _build("merge", [("Partial summaries, oldest first:", "SUMMARIES", _summaries_body(summaries))],
+    return _build("merge", [("Partial summaries, oldest first:", "SUMMARIES", _summaries_body(summaries)),
+                            *_keep_blocks(keep)],
                   "combined summary", target_words=target_words, shorter=shorter, note=note, style=style,
                   nonce=nonce)
 
@@ -261,21 +271,24 @@ def reduce_messages(
     nonce: str | None = None,
     note: str | None = None,
     style: Style = "chat",
+    keep: Sequence[str] = (),
 ) -> list[ChatMessage]:
     """Fold: previous workstream summary + new session summaries -> updated workstream summary."""
     prev = previous if previous else "(none yet: this is the first summary of the workstream)"
     blocks = [("Current workstream summary:", "WORKSTREAM-SUMMARY", prev),
-              ("Summaries of the new sessions, oldest first:", "SUMMARIES", _summaries_body(new_summaries))]
+              ("Summaries of the new sessions, oldest first:", "SUMMARIES", _summaries_body(new_summaries)),
+              *_keep_blocks(keep)]
     return _build("reduce", blocks, "updated workstream summary", target_words=target_words, shorter=shorter,
                   note=note, style=style, nonce=nonce)
 
 
 def rebuild_messages(
     summaries: Sequence[str], *, target_words: int, shorter: bool = False, nonce: str | None = None,
-    note: str | None = None, style: Style = "chat",
+    note: str | None = None, style: Style = "chat", keep: Sequence[str] = (),
 ) -> list[ChatMessage]:
     """Rebuild: session summaries (or merged groups of them) -> workstream summary."""
-    return _build("rebuild", [("Session summaries, oldest first:", "SUMMARIES", _summaries_body(summaries))],
+    return _build("rebuild", [("Session summaries, oldest first:", "SUMMARIES", _summaries_body(summaries)),
+                              *_keep_blocks(keep)],
                   "workstream summary", target_words=target_words, shorter=shorter, note=note, style=style,
                   nonce=nonce)
 
@@ -290,6 +303,7 @@ def checkpoint_messages(
     nonce: str | None = None,
     note: str | None = None,
     style: Style = "chat",
+    keep: Sequence[str] = (),
 ) -> list[ChatMessage]:
     """Checkpoint: previous checkpoint + the newer part (transcript or its summaries) -> new checkpoint."""
     if (items is None) == (summaries is None):
@@ -300,17 +314,19 @@ def checkpoint_messages(
     else:
         block = ("Summaries of the consecutive parts of the conversation since then:", "SUMMARIES",
                  _summaries_body(summaries or []))
-    return _build("checkpoint", [("Previous checkpoint:", "CHECKPOINT", prev), block], "new checkpoint",
+    return _build("checkpoint", [("Previous checkpoint:", "CHECKPOINT", prev), block, *_keep_blocks(keep)],
+                  "new checkpoint",
                   target_words=target_words, shorter=shorter, note=note, style=style, nonce=nonce)
 
 
 def condense_messages(
     text: str, *, target_words: int, part: str | None = None, shorter: bool = False, nonce: str | None = None,
-    note: str | None = None, style: Style = "chat",
+    note: str | None = None, style: Style = "chat", keep: Sequence[str] = (),
 ) -> list[ChatMessage]:
     """Shorten one summary (or `part` "i of n" of a long one) that is too long to merge."""
     notes = [f"The text is only part {part} of a longer summary; shorten this part on its own."] if part else []
-    return _build("condense", [("Summary:", "SUMMARY", text)], "shortened summary", target_words=target_words,
+    return _build("condense", [("Summary:", "SUMMARY", text), *_keep_blocks(keep)], "shortened summary",
+                  target_words=target_words,
                   shorter=shorter, notes=notes, note=note, style=style, nonce=nonce)
 
 

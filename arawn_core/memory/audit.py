@@ -16,7 +16,7 @@ Pure functions over strings and `KeyItem`s: no model, no storage.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from arawn_core.memory.keyitems import SENTENCE_KINDS, KeyItem, Matcher, is_user_goal, rank, tokens
 from arawn_core.models import Provenance
@@ -91,6 +91,52 @@ def append_section(text: str, missing: Sequence[KeyItem], max_chars: int) -> tup
         return text, [], dropped
     body = text.rstrip() + (heading if heading else "\n") + "\n".join(lines)
     return body, appended, dropped
+
+
+#: Longest bullet moved under a "Key items" heading to flag the item on it (a longer one is a paragraph).
+MAX_FLAGGED_LINE = 400
+
+
+def flag_lines(texts: Sequence[str], items: Sequence[KeyItem],
+               name: Callable[[Sequence[KeyItem]], list[str]]) -> tuple[list[str], list[str]]:
+    """`texts` with each bullet line that holds one of `items` moved under SECTION_HEADING, and `name`(the rest).
+
+    An item already in a text's "Key items" section is flagged as it is; an item on no bullet line of
+    any text (prose, or a paragraph over MAX_FLAGGED_LINE) is left for the caller to list.
+    """
+    left = list(items)
+    out: list[str] = []
+    for text in texts:
+        lines = text.splitlines()
+        head = next((i for i, line in enumerate(lines) if line.startswith(SECTION_HEADING)), None)
+        if head is not None and left:
+            section = Matcher("\n".join(lines[head + 1:]))
+            left = [it for it in left if not section.has(it)]
+        moved: list[int] = []
+        for i, line in enumerate(lines[:head]):
+            if not left:
+                break
+            if not line.startswith("- ") or len(line) > MAX_FLAGGED_LINE:
+                continue
+            m = Matcher(line)
+            held = [it for it in left if m.has(it)]
+            if held:
+                moved.append(i)
+                gone = {id(it) for it in held}
+                left = [it for it in left if id(it) not in gone]
+        if not moved:
+            out.append(text)
+            continue
+        flagged = [lines[i] for i in moved]
+        out_of_place = set(moved)
+        rest = [line for i, line in enumerate(lines) if i not in out_of_place]
+        if head is None:
+            body = "\n".join(rest).rstrip() + f"\n\n{SECTION_HEADING}\n" + "\n".join(flagged)
+        else:
+            at = head - len(moved)  # the heading's index once the moved lines are out
+            body = "\n".join([*rest[:at + 1], *flagged, *rest[at + 1:]])
+        out.append(body)
+    return out, name(left) if left else []
 
 
 def carried(items: Sequence[KeyItem], dropped: Iterable[KeyItem]) -> list[KeyItem]:

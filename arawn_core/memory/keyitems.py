@@ -115,8 +115,8 @@ def content_words(text: str) -> set[str]:
 def _anchor_pattern(anchor: str) -> re.Pattern[str]:
     """A code matches with any (or no) separator between its parts: XYZ-1234 ~ xyz 1234 ~ XYZ_1234."""
     parts = [re.escape(p) for p in re.split(r"[\s\-_./:]+", anchor) if p]
-    if len(parts) > 1 and all(p.isalnum() for p in parts):
-        body = r"[\s\-_./:]{0,3}".join(parts)
+    if len(parts) > 1 and all(p.isalnum() for p in parts):  # the anchor as written, or with other separators
+        body = "(?:" + re.escape(anchor) + "|" + r"[\s\-_./:]{0,3}".join(parts) + ")"
     else:
         body = re.escape(anchor)
     return re.compile(r"(?<![^\W_])" + body + r"(?![^\W_])")
@@ -204,6 +204,7 @@ def _strip_token(kind: str, raw: str) -> str:
 _KIND_PATTERNS = [(m.group(1), re.compile(part)) for part in re.split(r"\|(?=\(\?P<)", _TOKENS.pattern)
                   for m in [re.match(r"\(\?P<(\w+)>", part)] if m]
 _DIGIT = re.compile(r"\d")
+_LOWER_UPPER = re.compile(r"[a-z0-9][A-Z]")
 _NEEDS: dict[str, Callable[[str, bool], bool]] = {
     "url": lambda t, d: "://" in t,
     "email": lambda t, d: "@" in t,
@@ -213,7 +214,8 @@ _NEEDS: dict[str, Callable[[str, bool], bool]] = {
     "path": lambda t, d: "/" in t or "\\" in t,
     "quantity": lambda t, d: d,
     "inline": lambda t, d: "`" in t,
-    "identifier": lambda t, d: True,
+    # camelCase / CamelCase need a lower (or digit) then upper letter, snake_case an underscore
+    "identifier": lambda t, d: "_" in t or _LOWER_UPPER.search(t) is not None,
 }
 
 

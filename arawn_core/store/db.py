@@ -85,25 +85,28 @@ class DataDirError(StorageError):
     exit_code = EXIT_USAGE
 
 
-def tighten(path: Path, mode: int) -> None:
-    """chmod `path` to `mode` when it is looser; where that is not allowed (a read-only file system,
-    someone else's file) reads still work, so it is logged, not fatal."""
+def tighten(path: Path, mode: int) -> bool:
+    """chmod `path` to `mode` when it is looser; True if it was. Where that is not allowed (a
+    read-only file system, someone else's file) reads still work, so it is logged, not fatal."""
     try:
         st = path.lstat()
     except FileNotFoundError:
-        return
+        return False
     if stat.S_ISLNK(st.st_mode):
         raise UnsafePath(errno.ELOOP, f"{path} is a symbolic link; arawn does not follow links inside its data"
                          " dir (put the real file or directory there, or remove the link)")
-    if stat.S_IMODE(st.st_mode) != mode:
-        try:
-            os.chmod(path, mode)
-        except OSError as exc:
-            log.info("cannot tighten %s to %o: %s", path, mode, exc.strerror)
+    if stat.S_IMODE(st.st_mode) == mode:
+        return False
+    try:
+        os.chmod(path, mode)
+    except OSError as exc:
+        log.info("cannot tighten %s to %o: %s", path, mode, exc.strerror)
+    return True
 
 
-def ensure_private_dir(path: Path, *, link_ok: bool = False) -> None:
-    """Create `path` (mode 0700) if needed and tighten it; one-line DataDirError if that cannot work.
+def ensure_private_dir(path: Path, *, link_ok: bool = False) -> bool:
+    """Create `path` (mode 0700) if needed and tighten it (True if it was looser); one-line
+    DataDirError if that cannot work.
 
     `link_ok`: the data dir itself may be a link the user made; nothing inside it may be.
     """
@@ -126,7 +129,7 @@ def ensure_private_dir(path: Path, *, link_ok: bool = False) -> None:
         raise DataDirError(f"{path}: is not a directory; point --data-dir or [workstream] data_dir at one")
     if link_ok and path.is_symlink():
         path = path.resolve()
-    tighten(path, DIR_MODE)
+    return tighten(path, DIR_MODE)
 
 
 def _last_change_ns(path: Path) -> int:

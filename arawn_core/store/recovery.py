@@ -57,6 +57,8 @@ def files_need_repair(data_dir: Path, offsets: Iterable[Any], index_ns: int) -> 
     known = {ws_id: offset for ws_id, offset in offsets}
     root = os.path.join(data_dir, "workstreams")
     try:
+        if stat.S_IMODE(os.lstat(root).st_mode) != 0o700 or os.path.islink(root):
+            return True  # the full open tightens it and everything in it
         entries = list(os.scandir(root))
     except FileNotFoundError:
         return bool(known)
@@ -69,23 +71,22 @@ def files_need_repair(data_dir: Path, offsets: Iterable[Any], index_ns: int) -> 
             continue  # not one of ours (the full open checks the UUID properly)
         if entry.is_symlink() or entry.name not in known:
             return True
-        try:
-            if stat.S_IMODE(entry.stat(follow_symlinks=False).st_mode) != 0o700:
+        try:  # as the full open's survey: its two logs (modes inside are checked under a loose root)
+            events = os.lstat(os.path.join(entry.path, "events.jsonl"))
+            if not stat.S_ISREG(events.st_mode) or events.st_mtime_ns > index_ns:
                 return True
-            files = list(os.scandir(entry.path))
+        except FileNotFoundError:
+            pass
         except OSError:
             return True
-        for f in files:
-            try:
-                st = f.stat(follow_symlinks=False)
-            except OSError:
+        try:
+            messages = os.lstat(os.path.join(entry.path, MESSAGES_FILE))
+            if not stat.S_ISREG(messages.st_mode) or messages.st_size > known[entry.name]:
                 return True
-            if not stat.S_ISREG(st.st_mode) or stat.S_IMODE(st.st_mode) != 0o600:
-                return True
-            if f.name == "events.jsonl" and st.st_mtime_ns > index_ns:
-                return True
-            if f.name == MESSAGES_FILE and st.st_size > known[entry.name]:
-                return True
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return True
     return False
 
 

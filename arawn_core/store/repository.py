@@ -81,6 +81,9 @@ class Repository:
         self.db = db
         self.data_dir = data_dir
         self.ws_root = data_dir / "workstreams"
+        #: Check every workstream dir's and file's mode at open (set when the data dir was found loose:
+        #: under a 0700 data dir and workstreams/ nobody else can reach what is inside).
+        self.check_modes = False
         #: One line per problem met while reading or indexing (a bad line, a workstream that could not
         #: be indexed, an index that was behind); the CLI prints them on stderr, the TUI logs them.
         self.notices: list[str] = []
@@ -529,8 +532,16 @@ class Repository:
                     spans = [tuple(r) for r in await cur.fetchall()]
                 for j in range(0, len(spans), 2000):
                     part = spans[j:j + 2000]
-                    records = await asyncio.to_thread(jsonl.read_spans, self.messages_path(ws_id),
-                                                      [(off, ln) for _, off, ln in part])
+                    bad: list[jsonl.BadLine] = []
+                    try:
+                        records = await asyncio.to_thread(jsonl.read_spans, self.messages_path(ws_id),
+                                                          [(off, ln) for _, off, ln in part], bad)
+                    except OSError as exc:  # this workstream's log is unreadable: its text is not searchable
+                        self.notice(f"{self.messages_path(ws_id)}: not searchable: {_reason(exc)}")
+                        break
+                    skipped = {b.offset for b in bad}  # damaged lines: named, the others indexed
+                    part = [span for span in part if span[1] not in skipped]
+                    self._report_bad([(self.messages_path(ws_id), b) for b in bad])
                     await fts.insert(c, [(rid, str(rec.get("content", ""))) for (rid, _, _), rec in zip(part, records)])
                     total += len(part)
                 if progress:
@@ -590,8 +601,8 @@ class Repository:
         if self.ws_root.is_symlink():
             self.notice(f"{self.ws_root} is a symbolic link; arawn does not follow links inside its data dir")
             return []
-        if not self.db.read_only:
-            tighten(self.ws_root, DIR_MODE)
+        if not self.db.read_only and tighten(self.ws_root, DIR_MODE):
+            self.check_modes = True
         out = []
         for entry in sorted(entries, key=lambda e: e.name):
             try:
@@ -744,37 +755,34 @@ class Repository:
         known = {r[0]: r[1] for r in rows}
         index_ns = self.db.changed_ns
 
-        def survey() -> tuple[list[str], list[str], list[str]]:
-            # one pass over each workstream directory: tighten loose modes, note what changed
+        def survey(on_disk: list[str]) -> tuple[list[str], list[str], list[str]]:
+            # Two lstat calls a workstream (its two logs), a thousand workstreams at every start. Modes
+            # inside are checked only when the data dir or workstreams/ was loose (`check_modes`):
+            # under 0700 dirs nobody else can reach them, and a data dir copied loose is loose on top.
             missing, stale, behind = [], [], []
-            for ws_id in self.workstream_dirs():
-                d = self.ws_root / ws_id
-                if not self.db.read_only:
-                    tighten(d, DIR_MODE)
-                sizes: dict[str, int] = {}
-                try:
-                    entries = list(os.scandir(d))
-                except OSError:
-                    entries = []
-                for entry in entries:
-                    try:
-                        st = entry.stat(follow_symlinks=False)
-                    except OSError:
-                        continue
-                    loose = stat.S_IMODE(st.st_mode) != (DIR_MODE if stat.S_ISDIR(st.st_mode) else FILE_MODE)
-                    if loose and not self.db.read_only and (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
-                        tighten(Path(entry.path), DIR_MODE if stat.S_ISDIR(st.st_mode) else FILE_MODE)
-                    if entry.name == EVENTS_FILE and st.st_mtime_ns > index_ns and ws_id in known:
-                        stale.append(ws_id)
-                    sizes[entry.name] = st.st_size
+            on_disk.extend(self.workstream_dirs())
+            for ws_id in on_disk:
+                d = os.path.join(self.ws_root, ws_id)
+                if self.check_modes and not self.db.read_only:
+                    self.tighten_workstream(ws_id)
                 if ws_id not in known:
                     missing.append(ws_id)
-                elif sizes.get(MESSAGES_FILE, 0) > known[ws_id]:
-                    behind.append(ws_id)
+                    continue
+                try:
+                    if os.lstat(os.path.join(d, EVENTS_FILE)).st_mtime_ns > index_ns:
+                        stale.append(ws_id)
+                except OSError:
+                    pass
+                try:
+                    if os.lstat(os.path.join(d, MESSAGES_FILE)).st_size > known[ws_id]:
+                        behind.append(ws_id)
+                except OSError:
+                    pass
             return missing, stale, behind
 
-        missing, stale, behind = await asyncio.to_thread(survey)
-        gone = [ws_id for ws_id in known if not (self.ws_root / ws_id).is_dir()]
+        on_disk: list[str] = []
+        missing, stale, behind = await asyncio.to_thread(survey, on_disk)
+        gone = sorted(set(known) - set(on_disk))
         if gone:
             self.notice(f"{len(gone)} indexed workstream(s) have no directory under {self.ws_root} any more"
                         f" (first: {gone[0]}); `arawn --headless reindex` drops them from the index")
