@@ -40,7 +40,6 @@ from arawn_core.models import (
     utc_now,
 )
 from arawn_core.staleness import is_stale
-from arawn_core.store import queries
 from arawn_core.store.converters import (
     apply_status,
     one_by_title,
@@ -53,7 +52,7 @@ from arawn_core.store.jobs import JobQueue
 from arawn_core.recall import Recall
 from arawn_core.runtime import Scheduler
 from arawn_core.store.repository import Repository
-from arawn_core.errors import BackendUnavailable, NotFound, UsageError  # noqa: F401  (UsageError re-exported)
+from arawn_core.errors import NotFound, UsageError  # noqa: F401  (UsageError re-exported: its old home)
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +158,7 @@ class ArawnCore:
         if self.db.read_only:
             return
         await self.queue.recover_orphans()
-        if await self.db.fetchone(queries.FTS_REBUILD_FLAG):  # schema 3 replaced the full-text index
+        if await self.repo.message_index_rebuild_pending():  # schema 3 replaced the full-text index
             await self.repo.rebuild_message_index()
 
     async def close(self, end_sessions: bool | None = None) -> None:

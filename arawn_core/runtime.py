@@ -11,7 +11,9 @@ It owns
   `IDLE_EVERY_MAX_S`) sessions idle past `session_timeout_minutes` are ended;
 - backend health: checked every `HEALTH_EVERY_S`; while the backend is down
   (a check says so, or a job failed with `BackendUnavailable`) no job is
-  claimed, and claiming resumes when a check finds it back.
+  claimed, it is checked every `DOWN_RECHECK_S` and at once when new work
+  comes (a job queued, a retry asked for), and claiming resumes when a check
+  finds it back.
 Each of these is published on `core.events` (`BackendChecked`, `JobsPaused`,
 `JobsResumed`, `IdleSessionsEnded`, `QueueLength`, and the job events the
 runner publishes).
@@ -43,6 +45,7 @@ class Scheduler:
     # Class attributes so tests can shorten them.
     POLL_S: ClassVar[float] = 2.0  # the longest sleep with jobs pending or none (other processes' work)
     HEALTH_EVERY_S: ClassVar[float] = 15.0
+    DOWN_RECHECK_S: ClassVar[float] = 5.0  # while the backend is down: it is looked for this often
     IDLE_EVERY_MAX_S: ClassVar[float] = 30.0
 
     def __init__(self, core: ArawnCore, max_jobs: int | None = None) -> None:
@@ -52,6 +55,7 @@ class Scheduler:
         self._running: dict[asyncio.Task[JobOutcome], CompressionJob] = {}
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
+        self._recheck = asyncio.Event()  # new work while the backend is down: look for it now
         self._active = 0  # run()/drain() calls under way
         self._idle_done = asyncio.Event()
         self._idle_done.set()
@@ -73,6 +77,8 @@ class Scheduler:
     def _on_event(self, event: ev.Event) -> None:
         if isinstance(event, (ev.JobQueued, ev.WorkstreamUpdated)):  # queued, or retried
             self._wake.set()
+            if not self.backend_up:
+                self._recheck.set()
 
     def _set_backend(self, up: bool, reason: str = "") -> None:
         if up == self.backend_up:
@@ -83,6 +89,7 @@ class Scheduler:
             self._wake.set()
         else:
             self.core.events.publish(ev.JobsPaused(reason or "the LLM backend is unreachable"))
+            self._recheck.set()  # the health loop moves to the shorter while-down period now
 
     # ---- the two ways to run ---------------------------------------------------------
     async def run(self, first_health_check: Callable[[], Awaitable[object]] | None = None) -> None:
@@ -112,6 +119,7 @@ class Scheduler:
         until `run()`/`drain()` have returned. Idempotent."""
         self._stop.set()
         self._wake.set()
+        self._recheck.set()
         await self._cancel_running()
         while self._active or not self._idle_done.is_set():
             await asyncio.sleep(0.01)
@@ -136,11 +144,15 @@ class Scheduler:
                     return outcomes
                 if claimed:
                     continue  # more may be due
-                due = await core.queue.next_due_in(workstream_id) if self.backend_up else None
-                if drain and not self._running:
-                    if due is None or not wait_for_retries:
-                        return outcomes
-                timeout = self.POLL_S if due is None else min(due + 0.01, self.POLL_S)
+                due = await core.queue.next_due_in(workstream_id) if self.backend_up else None  # None: none pending
+                if drain and not self._running and (due is None or not wait_for_retries):
+                    return outcomes
+                if due is None or due <= 0 or len(self._running) >= self.max_jobs:
+                    # Nothing pending, or due but not claimable (a reduce waits for its sessions' jobs),
+                    # or every slot taken: a job's end, a new job or the poll wakes us.
+                    timeout = self.POLL_S
+                else:
+                    timeout = min(due + 0.01, self.POLL_S)  # the next retry's due time
                 try:
                     await asyncio.wait_for(self._wake.wait(), timeout)
                 except asyncio.TimeoutError:
@@ -218,8 +230,10 @@ class Scheduler:
             info = await core.backend_info()
             core.events.publish(ev.BackendChecked(info, core.model))
             self._set_backend(info.reachable, info.detail)
+            self._recheck.clear()
+            every = self.HEALTH_EVERY_S if self.backend_up else min(self.HEALTH_EVERY_S, self.DOWN_RECHECK_S)
             try:
-                await asyncio.wait_for(self._stop.wait(), self.HEALTH_EVERY_S)
+                await asyncio.wait_for(self._recheck.wait(), every)  # set by new work while down, or stop
             except asyncio.TimeoutError:
                 pass
 

@@ -13,6 +13,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from arawn_core.errors import UsageError
 from arawn_core.store import fts, jsonl
 from arawn_core.store.db import Database
 
@@ -24,7 +25,7 @@ _TOKEN = re.compile(r'"[^"]*"?|\(|\)|[^\s"()]+')
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
-class QueryError(ValueError):
+class QueryError(UsageError, ValueError):
     """A malformed search query, described in one line."""
 
 

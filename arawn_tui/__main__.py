@@ -52,7 +52,8 @@ def run_tui(argv: list[str]) -> int:
     parser.add_argument("--data-dir", help="data directory (overrides the config)")
     args = parser.parse_args(argv)
 
-    from arawn_core.config import ConfigError, load_settings
+    from arawn_core.config import load_settings
+    from arawn_core.errors import ConfigError
 
     from arawn_core.store.db import DataDirError, ReadOnlyStore, ensure_private_dir
     from arawn_core.store.jsonl import UnsafePath

@@ -272,7 +272,7 @@ async def _work(core: ArawnCore, workstream_id: str | None, args: argparse.Names
     reporter = out.ProgressReporter(sys.stderr, quiet=False)
     core.events.subscribe(reporter.on_event)
     try:
-        outcomes = await core.work_queue(workstream_id)
+        outcomes = await core.scheduler().drain(workstream_id)  # the TUI's scheduler, run to empty
     finally:
         core.events.unsubscribe(reporter.on_event)
         reporter.close()

@@ -19,9 +19,7 @@ LOAD_LIST = "load-list"
 LOAD_WORKSTREAM = "load-ws"
 LOAD_SESSION = "load-session"
 SEARCH = "search"
-PROBE = "probe"  # the quick "is anything listening" check at start-up
 
-CANCEL_ON_QUIT = frozenset({CHAT, DIALOG, REFRESH, LOAD_LIST, LOAD_WORKSTREAM, LOAD_SESSION, SEARCH, PROBE})
-WAIT_ON_QUIT = frozenset({ACTIONS})
+CANCEL_ON_QUIT = frozenset({CHAT, DIALOG, REFRESH, LOAD_LIST, LOAD_WORKSTREAM, LOAD_SESSION, SEARCH})
 # Loading what is shown: tests and benchmarks wait for these to settle.
 LOADING = frozenset({REFRESH, LOAD_LIST, LOAD_WORKSTREAM, LOAD_SESSION, ACTIONS})

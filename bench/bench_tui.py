@@ -460,6 +460,7 @@ class FrameWaiter:
 
 
 async def keys_inprocess(args: Any) -> dict[str, Any]:
+    from arawn_tui import workers as groups
     from arawn_tui.factory import create_app
     from tests.fakes import FakeBackend
 
@@ -489,7 +490,8 @@ async def keys_inprocess(args: Any) -> dict[str, Any]:
         def loading_now() -> bool:
             """A workstream's sessions/summary/chat being loaded, or a transcript still mounting in batches."""
             return bool(screen.chat._earlier) or any(
-                w.group in ("load-ws", "load-session", "refresh") and not w.is_finished for w in app.workers)
+                w.group in (groups.LOAD_WORKSTREAM, groups.LOAD_SESSION, groups.REFRESH) and not w.is_finished
+                for w in app.workers)
 
         async def arrows(phase: str, n: int, need: int | None = None) -> None:
             waiter.phase = phase.removesuffix("_before").removesuffix("_after")
@@ -1052,7 +1054,8 @@ def main(argv: list[str] | None = None) -> int:
     first_title = asyncio.run(_first_title(src))
     report["dataset"]["first_listed_title"] = first_title
     home = Path(tempfile.mkdtemp(prefix="arawn-bench-tui-"))
-    tmux("kill-server", check=False)
+    if not {"start-tmux", "keys-tmux"} <= set(args.skip):
+        tmux("kill-server", check=False)  # only when this run uses the tmux server
     try:
         if "start-inprocess" not in args.skip:
             log("1a start to first full screen, in-process")

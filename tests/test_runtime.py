@@ -238,3 +238,58 @@ async def test_drain_stops_claiming_when_the_backend_is_unreachable(data_dir: Pa
     assert len(outcomes) == 1 and isinstance(outcomes[0].error, BackendUnavailable)
     assert await core.queue_length() == 3  # all still queued, two never tried
     await core.close(end_sessions=False)
+
+
+async def test_a_due_job_that_must_wait_does_not_spin_the_scheduler(data_dir: Path, slow_polls: None,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fold waits while its workstream's session job runs: the scheduler sleeps until that job
+    ends instead of trying to claim again and again (each try is a write transaction)."""
+    from arawn_core.models import JobKind
+    from arawn_core.store.jobs import JobQueue
+
+    backend = FakeBackend()
+    core = await open_core(data_dir, backend, max_jobs=2)
+    events = Events(core)
+    [ws_id] = await ended_sessions(core, 1)
+    await core.queue.enqueue(JobKind.REDUCE, ws_id)  # due now, but blocked by the session job
+    claims = 0
+    real_claim = JobQueue.claim
+
+    async def counting_claim(self, *args, **kwargs):
+        nonlocal claims
+        claims += 1
+        return await real_claim(self, *args, **kwargs)
+
+    monkeypatch.setattr(JobQueue, "claim", counting_claim)
+    backend.pause()
+    scheduler = core.scheduler()
+    task = asyncio.create_task(scheduler.run())
+    await until(lambda: backend.in_flight == 1, what="the session job in its LLM call")
+    await asyncio.sleep(0.05)
+    before = claims
+    await asyncio.sleep(0.3)
+    assert claims == before  # asleep while the fold cannot be claimed
+    backend.resume()
+    await until(lambda: len(events.of(ev.JobCompleted)) == 2, what="the session job, then the fold")
+    await scheduler.stop()
+    await task
+    await core.close(end_sessions=False)
+
+
+async def test_new_work_while_down_looks_for_the_backend_at_once(data_dir: Path, slow_polls: None,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """No periodic check would come for an hour: queuing a job makes the scheduler look again."""
+    monkeypatch.setattr(Scheduler, "DOWN_RECHECK_S", 3600.0)
+    backend = FakeBackend(down=True)
+    core = await open_core(data_dir, backend)
+    events = Events(core)
+    scheduler = core.scheduler()
+    task = asyncio.create_task(scheduler.run())
+    await until(lambda: events.of(ev.JobsPaused), what="paused by the first check")
+    backend.down = False
+    await ended_sessions(core, 1)
+    await until(lambda: events.of(ev.JobsResumed), what="a check prompted by the new job")
+    await until(lambda: len(events.of(ev.JobCompleted)) == 2, what="the job and its fold")
+    await scheduler.stop()
+    await task
+    await core.close(end_sessions=False)

@@ -520,6 +520,10 @@ class Repository:
         return [key for key, _, _ in fresh]
 
     # ---- full-text index ---------------------------------------------
+    async def message_index_rebuild_pending(self) -> bool:
+        """A migration asked for the full-text index to be rebuilt from the JSONL files."""
+        return await self.db.fetchone(queries.FTS_REBUILD_FLAG) is not None
+
     async def rebuild_message_index(self, progress: Progress | None = None) -> int:
         """Re-index every message's text from the JSONL files (after schema 3 replaced the index)."""
         ws_ids = [r[0] for r in await self.db.fetchall("SELECT id FROM workstreams ORDER BY rowid")]

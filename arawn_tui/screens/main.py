@@ -1,25 +1,23 @@
-"""The main screen: workstreams and sessions (left), chat (centre), summaries (right).
+"""The main screen: the sidebar (left), the chat pane (centre), the summary panel (right).
 
-The screen owns what is on display. Loading happens in workers that post the
-data as messages (`arawn_tui.messages`); handlers put it on the widgets. Engine
-events reach this screen as messages too, then bubble on to the app, which
-runs the compression workers and raises the toasts.
+The screen puts together what its parts show. Each part turns its own widget
+events into messages that say what happened (`Sidebar.WorkstreamSelected`,
+`ChatPane.ScratchChosen`, ...), handled here as `on_sidebar_...`,
+`on_chat_pane_...`. Loading happens in workers that post the data as messages
+(`arawn_tui.messages`); handlers put it on the parts. Engine events arrive as
+`EngineEvent` messages and bubble on to the app (toasts).
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
-from textual.content import Content
+from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.timer import Timer
-from textual.widgets import Footer, OptionList, Static
-from textual.worker import Worker
+from textual.widgets import Footer
 
 from arawn_core import events as ev
 from arawn_core.errors import ArawnError, NotFound
@@ -29,14 +27,18 @@ from arawn_tui import workers as groups
 from arawn_tui.formatting import local_time
 from arawn_tui.sanitize import inert, one_line
 from arawn_tui.screens.recall_actions import RecallActions
-from arawn_tui.widgets.chat_input import PLACEHOLDER, ChatInput
+from arawn_tui.widgets.chat_input import ChatInput
+from arawn_tui.widgets.chat_pane import EMPTY_HINT, LIVE_HINT, READ_ONLY_PLACEHOLDER, ChatPane  # noqa: F401
 from arawn_tui.widgets.chat_view import ChatMessage, ChatView
 from arawn_tui.widgets.session_list import SessionList
+from arawn_tui.widgets.sidebar import SELECT_SETTLE_S, Sidebar  # noqa: F401
 from arawn_tui.widgets.status_bar import StatusBar
 from arawn_tui.widgets.summary_panel import SummaryPanel
 from arawn_tui.widgets.workstream_list import WorkstreamList
 
 if TYPE_CHECKING:
+    from textual.worker import Worker
+
     from arawn_core.core import ArawnCore
     from arawn_core.search import SearchHit
     from arawn_tui.app import ArawnApp
@@ -44,13 +46,7 @@ if TYPE_CHECKING:
 # The search screen and the dialogs are imported when first opened, not before the first
 # screen (about 40 ms of imports at start-up).
 
-LIVE_HINT = ("A new session starts with your first message; the model gets the workstream summary "
-             "as its starting context.")
-EMPTY_HINT = ("No workstreams yet. ctrl+n creates one; or just type: the chat goes to the Scratch "
-              "workstream.")
-READ_ONLY_PLACEHOLDER = "Read-only transcript of an ended session — escape returns to the live chat"
 REFRESH_DELAY_S = 0.1  # coalesce bursts of engine events into one reload
-SELECT_SETTLE_S = 0.1  # load a workstream once the list highlight rests this long
 
 
 class MainScreen(RecallActions, Screen[None]):
@@ -76,31 +72,24 @@ class MainScreen(RecallActions, Screen[None]):
 
     def __init__(self) -> None:
         super().__init__(id="main")
-        self.ws_id: str | None = None
+        self._ws_id: str | None = None  # the workstream shown
         self.viewing_session: str | None = None  # an ended session shown read-only
-        self.reply_worker: Worker | None = None
-        self.reply_ws: str | None = None
         self._dirty: set[str] = set()
         self._refresh_scheduled = False
         self._refresh_running = False
         self.loaded = False  # the first workstream list is on screen
         self._escape_state = (False, False)
-        self._select_timer: Timer | None = None
         self.search_query = ""  # the last search, offered again by the next ctrl+f
         self.search_this_workstream = False
+        # the parts, kept (not queried): they are reached on every event, also while the screen closes
+        self._sidebar = Sidebar(id="sidebar")
+        self._chat_pane = ChatPane(id="centre")
 
     # ---- layout --------------------------------------------------------------
     def compose(self) -> ComposeResult:
         with Horizontal(id="body"):
-            with Vertical(id="sidebar"):
-                yield Static("Workstreams", classes="pane-title")
-                yield WorkstreamList(id="workstreams")
-                yield Static("Sessions", classes="pane-title")
-                yield SessionList(id="sessions")
-            with Vertical(id="centre"):
-                yield Static("", id="chat-title")
-                yield ChatView(id="chat")
-                yield ChatInput(id="input")
+            yield self._sidebar
+            yield self._chat_pane
             yield SummaryPanel(id="summary")
         yield StatusBar(id="status")
         yield Footer()
@@ -117,6 +106,23 @@ class MainScreen(RecallActions, Screen[None]):
     @property
     def core(self) -> ArawnCore | None:
         return self.arawn.core
+
+    @property
+    def ws_id(self) -> str | None:
+        return self._ws_id
+
+    @ws_id.setter
+    def ws_id(self, value: str | None) -> None:
+        self._ws_id = value
+        self.chat_pane.workstream_id = value  # where the next message goes
+
+    @property
+    def sidebar(self) -> Sidebar:
+        return self._sidebar
+
+    @property
+    def chat_pane(self) -> ChatPane:
+        return self._chat_pane
 
     @property
     def workstream_list(self) -> WorkstreamList:
@@ -143,8 +149,12 @@ class MainScreen(RecallActions, Screen[None]):
         return self.query_one(StatusBar)
 
     @property
+    def reply_worker(self) -> Worker | None:
+        return self.chat_pane.reply_worker
+
+    @property
     def replying(self) -> bool:
-        return self.reply_worker is not None and not self.reply_worker.is_finished
+        return self.chat_pane.replying
 
     def _need_core(self) -> ArawnCore | None:
         if self.core is None:
@@ -171,6 +181,18 @@ class MainScreen(RecallActions, Screen[None]):
             self._escape_state = state
             self.refresh_bindings()
 
+    def _set_title(self) -> None:
+        pane = self.chat_pane
+        if self.ws_id is None:
+            pane.set_title(None)
+        else:
+            when = None
+            if self.viewing_session is not None:
+                session = self.session_list.sessions.get(self.viewing_session)
+                when = local_time(session.started_at) if session else ""
+            pane.set_title(self.workstream_list.title_of(self.ws_id), when)
+        self._update_stop_key()
+
     # ---- start-up --------------------------------------------------------------------
     async def on_core_ready(self, message: m.CoreReady) -> None:
         self.status.activity = ""
@@ -188,45 +210,56 @@ class MainScreen(RecallActions, Screen[None]):
         self.post_message(m.WorkstreamsLoaded(await core.list_workstreams(), select))
 
     async def on_workstreams_loaded(self, message: m.WorkstreamsLoaded) -> None:
-        select = message.select or self.ws_id
-        self.workstream_list.set_workstreams(message.workstreams, select)
+        select = message.select or self.sidebar.workstream_id or self.ws_id  # the highlight as it is now
+        self.sidebar.set_workstreams(message.workstreams, select)
         if not self.loaded:
             self.call_after_refresh(self.arawn.first_screen_shown)
         self.loaded = True
         if not message.workstreams:
             self.ws_id = None
-            self.session_list.set_sessions([])
             self.summary_panel.show_workstream(None, None)
             self.summary_panel.show_session(None, None)
             self._set_title()
-            if not self.replying:
-                await self.chat.show([], EMPTY_HINT)
+            await self.chat_pane.show_empty()
 
+    # ---- the sidebar -----------------------------------------------------------------
+    def on_sidebar_workstream_highlighted(self, message: Sidebar.WorkstreamHighlighted) -> None:
+        if message.workstream_id != self.ws_id:
+            self.ws_id = message.workstream_id
+            self.viewing_session = None
+            self._set_title()
 
-    # ---- selection --------------------------------------------------------------------
-    @on(OptionList.OptionHighlighted, "#workstreams")
-    def workstream_highlighted(self, event: OptionList.OptionHighlighted) -> None:
-        ws_id = event.option.id
-        if ws_id is None or ws_id == self.ws_id:
-            return
-        first = self.ws_id is None
-        self.ws_id = ws_id
-        self.viewing_session = None
-        self._set_title()
-        if self._select_timer is not None:
-            self._select_timer.stop()
-        if first:
-            self.load_workstream(ws_id)
+    def on_sidebar_workstream_selected(self, message: Sidebar.WorkstreamSelected) -> None:
+        if message.workstream_id == self.ws_id:
+            self.load_workstream(message.workstream_id)
+
+    def on_sidebar_session_highlighted(self, message: Sidebar.SessionHighlighted) -> None:
+        self.load_session_summary(message.session)
+
+    def on_sidebar_session_selected(self, message: Sidebar.SessionSelected) -> None:
+        session = message.session
+        if session.active:
+            self.action_back_to_live()
         else:
-            # Arrowing through the list repaints the highlight at once; the sessions, summary
-            # and chat load once the highlight rests, not for every row passed on the way.
-            self._select_timer = self.set_timer(SELECT_SETTLE_S, lambda: self.load_workstream(ws_id))
+            self.viewing_session = session.id
+            self._set_title()
+            self.load_workstream(session.workstream_id, session.id, with_lists=False)
 
+    # ---- loading a workstream (the one place) ------------------------------------------------
     @work(group=groups.LOAD_WORKSTREAM, exclusive=True, exit_on_error=False)
-    async def load_workstream(self, ws_id: str, with_chat: bool = True) -> None:
-        """Everything shown for one workstream: sessions, summary, the live session's chat."""
+    async def load_workstream(self, ws_id: str, session_id: str | None = None, found: str | None = None,
+                              opened: bool = False, with_lists: bool = True) -> None:
+        """Everything shown for one workstream, loaded together so the screen puts it up in one
+        layout pass: its sessions, its summary, and a transcript: the live session's chat, or
+        (`session_id`) that session's, read-only once it ended and scrolled to `found` (a
+        message id). `opened`: a search hit asked for it; `with_lists` False: the transcript alone."""
         core = self.core
         assert core is not None
+        if not with_lists and session_id is not None:
+            session = await core.get_session(session_id)
+            self.post_message(m.TranscriptLoaded(ws_id, session.id, await core.session_messages(session.id),
+                                                 read_only=not session.active))
+            return
         try:
             ws = await core.get_workstream(ws_id)
         except NotFound:
@@ -234,14 +267,19 @@ class MainScreen(RecallActions, Screen[None]):
             return
         sessions = await core.list_sessions(ws_id)
         summary = await core.workstream_summary(ws_id)
-        transcript = None
-        if with_chat:
+        session = next((s for s in sessions if s.id == session_id), None)
+        if session is not None:
+            session_summary = m.SessionSummaryLoaded(ws_id, session, await core.session_summary(session.id))
+            transcript = m.TranscriptLoaded(ws_id, session.id, await core.session_messages(session.id),
+                                            read_only=not session.active, opened=opened, found=found)
+        else:
+            session_summary = m.SessionSummaryLoaded(ws_id, None, None)
             live = next((s for s in sessions if s.active), None)
             history = await core.session_messages(live.id) if live else []
-            transcript = m.TranscriptLoaded(ws_id, live.id if live else None, history, read_only=False)
-        self.post_message(m.WorkstreamOpened(ws_id, m.SessionsLoaded(ws_id, sessions),
-                                             m.WorkstreamSummaryLoaded(ws_id, ws, summary),
-                                             m.SessionSummaryLoaded(ws_id, None, None), transcript))
+            transcript = m.TranscriptLoaded(ws_id, live.id if live else None, history, opened=opened)
+        self.post_message(m.WorkstreamOpened(
+            ws_id, m.SessionsLoaded(ws_id, sessions, select=session.id if session else None),
+            m.WorkstreamSummaryLoaded(ws_id, ws, summary), session_summary, transcript))
 
     async def on_workstream_opened(self, message: m.WorkstreamOpened) -> None:
         if message.workstream_id != self.ws_id:
@@ -256,9 +294,8 @@ class MainScreen(RecallActions, Screen[None]):
             await self.on_transcript_loaded(message.transcript)
 
     def on_sessions_loaded(self, message: m.SessionsLoaded) -> None:
-        if message.workstream_id != self.ws_id:
-            return
-        self.session_list.set_sessions(message.sessions, keep=message.select or self.session_list.selected_id)
+        if message.workstream_id == self.ws_id:
+            self.sidebar.show_sessions(message.workstream_id, message.sessions, message.select)
 
     def on_workstream_summary_loaded(self, message: m.WorkstreamSummaryLoaded) -> None:
         if message.workstream_id == self.ws_id:
@@ -271,30 +308,21 @@ class MainScreen(RecallActions, Screen[None]):
     async def on_transcript_loaded(self, message: m.TranscriptLoaded) -> None:
         if message.workstream_id != self.ws_id:
             return
+        replying_here = self.chat_pane.replying_in(self.ws_id)
         if message.opened:  # a search hit: show this session, whatever was on screen
             self.viewing_session = message.session_id if message.read_only else None
-            if not message.read_only and self.replying and self.reply_ws == self.ws_id:
+            if not message.read_only and replying_here:
                 self._set_title()  # its live chat is on screen, a reply streaming into it
                 return
         elif message.read_only:
             if message.session_id != self.viewing_session:
                 return
-        elif self.viewing_session is not None or (self.replying and self.reply_ws == self.ws_id):
+        elif self.viewing_session is not None or replying_here:
             return
-        chat_input = self.chat_input
-        chat_input.disabled = message.read_only
-        if not message.read_only:
-            chat_input.set_history([x.content for x in message.messages if x.role == "user"])
-        await self.chat.show(message.messages, "" if message.read_only else LIVE_HINT, found=message.found)
+        await self.chat_pane.show_transcript(message.messages, message.read_only, message.found)
         self._set_title()
         if message.opened:
             (self.chat if message.read_only else self.chat_input).focus()
-
-    @on(OptionList.OptionHighlighted, "#sessions")
-    def session_highlighted(self, event: OptionList.OptionHighlighted) -> None:
-        session = self.session_list.sessions.get(event.option.id or "")
-        if session is not None:
-            self.load_session_summary(session)
 
     @work(group=groups.LOAD_SESSION, exclusive=True, exit_on_error=False)
     async def load_session_summary(self, session: Session) -> None:
@@ -302,25 +330,6 @@ class MainScreen(RecallActions, Screen[None]):
         assert core is not None
         self.post_message(m.SessionSummaryLoaded(session.workstream_id, session,
                                                  await core.session_summary(session.id)))
-
-    @on(OptionList.OptionSelected, "#sessions")
-    def session_selected(self, event: OptionList.OptionSelected) -> None:
-        session = self.session_list.sessions.get(event.option.id or "")
-        if session is None:
-            return
-        if session.active:
-            self.action_back_to_live()
-        else:
-            self.viewing_session = session.id
-            self._set_title()
-            self.open_transcript(session)
-
-    @work(group=groups.LOAD_WORKSTREAM, exclusive=True, exit_on_error=False)
-    async def open_transcript(self, session: Session) -> None:
-        core = self.core
-        assert core is not None
-        messages = await core.session_messages(session.id)
-        self.post_message(m.TranscriptLoaded(session.workstream_id, session.id, messages, read_only=True))
 
     def action_back_to_live(self) -> None:
         if self.ws_id is None:
@@ -330,25 +339,18 @@ class MainScreen(RecallActions, Screen[None]):
         self.load_workstream(self.ws_id)
         self.chat_input.focus()
 
-    def _set_title(self) -> None:
-        # the title row is one line high whatever it says: no relayout of the whole chat
-        title = self.query_one("#chat-title", Static)
+    # ---- the chat pane ------------------------------------------------------------------
+    def on_chat_pane_scratch_chosen(self, message: ChatPane.ScratchChosen) -> None:
         if self.ws_id is None:
-            title.update(Content("Scratch chat — ctrl+n for a new workstream"), layout=False)
-            return
-        name = self.workstream_list.title_of(self.ws_id)
-        if self.viewing_session is not None:
-            session = self.session_list.sessions.get(self.viewing_session)
-            when = local_time(session.started_at) if session else ""
-            title.update(Content.assemble(
-                ("READ-ONLY ", "bold $warning"), (f"{name} — session of {when}", ""),
-                ("  (escape: back to the live chat)", "$text-muted")), layout=False)
-        else:
-            title.update(Content.assemble((name, "bold"), ("  live chat", "$text-muted")), layout=False)
-        read_only = self.viewing_session is not None
-        self.chat_input.disabled = read_only
-        self.chat_input.placeholder = READ_ONLY_PLACEHOLDER if read_only else PLACEHOLDER
+            self.ws_id = message.workstream_id
+            self.sidebar.adopt(message.workstream_id)
+            self.load_workstreams(message.workstream_id)
+
+    def on_chat_pane_reply_state_changed(self) -> None:
         self._update_stop_key()
+
+    def action_stop(self) -> None:
+        self.chat_pane.stop_reply()
 
     # ---- engine events -------------------------------------------------------------
     def on_engine_event(self, message: m.EngineEvent) -> None:
@@ -397,7 +399,8 @@ class MainScreen(RecallActions, Screen[None]):
                 core = self.core
                 ids, self._dirty = self._dirty, set()
                 if "" in ids:  # e.g. a reindex: everything may have changed
-                    self.post_message(m.WorkstreamsLoaded(await core.list_workstreams(), self.ws_id))
+                    # no `select`: the highlight stays where it is when the list arrives, not where it was
+                    self.post_message(m.WorkstreamsLoaded(await core.list_workstreams()))
                     ids.discard("")
                 for ws_id in ids:
                     try:
@@ -408,8 +411,7 @@ class MainScreen(RecallActions, Screen[None]):
                     if ws_id == self.ws_id and ws is not None:
                         self.post_message(m.SessionsLoaded(ws_id, await core.list_sessions(ws_id)))
                         self.post_message(m.WorkstreamSummaryLoaded(ws_id, ws, await core.workstream_summary(ws_id)))
-                        session_id = self.session_list.selected_id
-                        session = self.session_list.sessions.get(session_id or "")
+                        session = self.session_list.sessions.get(self.session_list.selected_id or "")
                         if session is not None:
                             self.post_message(m.SessionSummaryLoaded(ws_id, session,
                                                                      await core.session_summary(session.id)))
@@ -421,78 +423,18 @@ class MainScreen(RecallActions, Screen[None]):
         wl = self.workstream_list
         if ws is None or ws.state is WorkstreamState.ARCHIVED:
             was_selected = message.workstream_id == self.ws_id
-            wl.remove_workstream(message.workstream_id)
+            self.sidebar.remove_workstream(message.workstream_id)  # announces where the highlight lands
             if was_selected:
                 self.ws_id = None
-                if wl.option_count:
-                    wl.highlighted = min(wl.highlighted or 0, wl.option_count - 1)
-                else:
+                self.viewing_session = None
+                self.summary_panel.show_session(None, None)
+                if not wl.option_count:
                     self.load_workstreams()
             return
         if not wl.update_workstream(ws):
-            self.load_workstreams(self.ws_id)
+            self.load_workstreams()  # re-sorted; the highlight stays on whatever is highlighted then
         elif ws.id == self.ws_id:
             self._set_title()
-
-    # ---- chat --------------------------------------------------------------------------
-    @on(ChatInput.Submitted)
-    async def send(self, event: ChatInput.Submitted) -> None:
-        if self._need_core() is None:
-            self.chat_input.load_text(event.text)
-            return
-        if self.replying:
-            self.chat_input.load_text(event.text)
-            self.notify("A reply is still being written: wait, or press escape to stop it.", severity="warning")
-            return
-        await self.chat.add_user_message(event.text)
-        await self.chat.begin_reply()
-        self.reply_ws = self.ws_id
-        self.reply_worker = self.stream_reply(self.ws_id, event.text)
-        self._update_stop_key()
-
-    @work(group=groups.CHAT, exit_on_error=False)
-    async def stream_reply(self, ws_id: str | None, text: str) -> None:
-        """Send one message and stream the reply; errors the user can act on go into the chat."""
-        core = self.core
-        assert core is not None
-        ended = m.ReplyEnded(ws_id or "")
-        try:
-            if ws_id is None:
-                ws_id = (await core.scratch_workstream()).id
-                ended.workstream_id = ws_id
-                self.post_message(m.ChatTargetChosen(ws_id))
-            async for piece in core.send(ws_id, text, on_recall=self.recall_noter(ws_id)):
-                self.post_message(m.ReplyPiece(ws_id, piece))
-        except ArawnError as exc:
-            ended.error = str(exc)
-        except asyncio.CancelledError:
-            ended.stopped = True
-            raise
-        finally:
-            self.post_message(ended)
-
-    def on_chat_target_chosen(self, message: m.ChatTargetChosen) -> None:
-        if self.ws_id is None:
-            self.ws_id = message.workstream_id
-            self.reply_ws = message.workstream_id
-            self.load_workstreams(message.workstream_id)
-
-    def on_reply_piece(self, message: m.ReplyPiece) -> None:
-        if self.chat.replying and message.workstream_id == self.reply_ws:
-            self.chat.write_reply(message.text)
-
-    async def on_reply_ended(self, message: m.ReplyEnded) -> None:
-        showing = self.chat.replying
-        await self.chat.end_reply()
-        if showing and message.error:
-            await self.chat.add_notice(f"No reply: {message.error}", "error")
-        elif showing and message.stopped:
-            await self.chat.add_notice("Stopped. The partial reply was kept.", "hint")
-        self._update_stop_key()
-
-    def action_stop(self) -> None:
-        if self.replying and self.reply_worker is not None:
-            self.reply_worker.cancel()
 
     # ---- session and compression actions ------------------------------------------------
     def action_end_session(self) -> None:
@@ -572,45 +514,19 @@ class MainScreen(RecallActions, Screen[None]):
     def open_search_hit(self, hit: SearchHit) -> None:
         """Show where a hit is: its workstream, and its session's transcript scrolled to the
         message (read-only once the session ended); a workstream-summary hit selects the workstream."""
-        wl = self.workstream_list
-        if hit.workstream_id not in wl.workstreams:
+        if hit.workstream_id not in self.workstream_list.workstreams:
             self.notify(f"{one_line(hit.workstream_title, 60)} is archived: it is not in the list.",
                         severity="warning", markup=False)
             return
-        if self._select_timer is not None:  # a highlight still settling must not load another workstream
-            self._select_timer.stop()
+        self.sidebar.select(hit.workstream_id)  # no highlight-settle load: this one loads below
         if hit.workstream_id != self.ws_id:
-            self.ws_id = hit.workstream_id  # first: the highlight event that follows has nothing to do
+            self.ws_id = hit.workstream_id
             self.viewing_session = None
-            wl.highlighted = wl.get_option_index(hit.workstream_id)
             self._set_title()
         if hit.kind != "message":
             self.summary_panel.display = True
         session_id = hit.session_id if hit.kind != "workstream_summary" else None
-        self.open_hit(hit.workstream_id, session_id, hit.message_id)
-
-    @work(group=groups.LOAD_WORKSTREAM, exclusive=True, exit_on_error=False)
-    async def open_hit(self, ws_id: str, session_id: str | None, message_id: str | None) -> None:
-        core = self.core
-        assert core is not None
-        try:
-            ws = await core.get_workstream(ws_id)
-        except NotFound:
-            self.post_message(m.WorkstreamLoaded(ws_id, None))
-            return
-        sessions = await core.list_sessions(ws_id)
-        session = next((s for s in sessions if s.id == session_id), None)
-        self.post_message(m.SessionsLoaded(ws_id, sessions, select=session.id if session else None))
-        self.post_message(m.WorkstreamSummaryLoaded(ws_id, ws, await core.workstream_summary(ws_id)))
-        if session is None:  # the workstream itself: its live chat, as when it is selected
-            self.post_message(m.SessionSummaryLoaded(ws_id, None, None))
-            live = next((s for s in sessions if s.active), None)
-            history = await core.session_messages(live.id) if live else []
-            self.post_message(m.TranscriptLoaded(ws_id, live.id if live else None, history, opened=True))
-            return
-        self.post_message(m.SessionSummaryLoaded(ws_id, session, await core.session_summary(session.id)))
-        self.post_message(m.TranscriptLoaded(ws_id, session.id, await core.session_messages(session.id),
-                                             read_only=not session.active, opened=True, found=message_id))
+        self.load_workstream(hit.workstream_id, session_id, found=hit.message_id, opened=True)
 
     def action_toggle_summary(self) -> None:
         panel = self.summary_panel

@@ -1,23 +1,22 @@
 """The main screen's recall and summary-source actions, kept out of screens/main.py.
 
-`RecallActions` is mixed into `MainScreen`: it shows the "recalled N earlier
-messages" line of a reply as the reply starts, lists the recalled messages when
-that line is selected, and lists the sessions a summary covers (its provenance);
+`RecallActions` is mixed into `MainScreen`: it lists the messages recalled for
+a reply when its "recalled N earlier messages" line is selected (the chat pane
+puts the line up as the reply starts), and lists the sessions a summary covers (its provenance);
 either choice opens its session the way a search hit does (`open_search_hit`).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from textual import work
 
 from arawn_tui.formatting import local_time
 from arawn_tui.sanitize import one_line
-from arawn_tui.widgets.recall_line import RecallLine, RecallNoted
+from arawn_tui.widgets.recall_line import RecallLine
 
 if TYPE_CHECKING:
-    from arawn_core.recall import Recall
     from arawn_core.search import SearchHit
     from arawn_tui.screens.main import MainScreen
 
@@ -44,17 +43,6 @@ class RecallActions:
     @property
     def _main(self) -> MainScreen:
         return cast("MainScreen", self)
-
-    def recall_noter(self, workstream_id: str) -> Callable[[Recall], None]:
-        """`ArawnCore.send(on_recall=...)`: post what was recalled, so the chat shows it as the reply starts."""
-        def noted(recall: Recall) -> None:
-            if recall.messages:
-                self._main.post_message(RecallNoted(workstream_id, [m.to_dict() for m in recall.messages]))
-        return noted
-
-    async def on_recall_noted(self, message: RecallNoted) -> None:
-        if message.workstream_id == self._main.reply_ws:
-            await self._main.chat.note_recalled(message.recalled)
 
     def on_recall_line_selected(self, message: RecallLine.Selected) -> None:
         self.pick_recalled(message.recalled)

@@ -8,12 +8,16 @@ metadata (`recalled`, written by `ArawnCore.send`), so it is there after a resta
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from textual.binding import Binding
 from textual.content import Content
 from textual.message import Message
+from textual.message_pump import MessagePump
 from textual.widgets import Static
+
+if TYPE_CHECKING:
+    from arawn_core.recall import Recall
 
 
 def recalled_label(n: int) -> str:
@@ -26,6 +30,15 @@ class RecallNoted(Message):
 
     workstream_id: str
     recalled: list[dict[str, Any]] = field(default_factory=list)
+
+
+def recall_noter(target: MessagePump, workstream_id: str) -> Callable[[Recall], None]:
+    """`ArawnCore.send(on_recall=...)`: post what was recalled to `target`, so the chat shows it as
+    the reply starts."""
+    def noted(recall: Recall) -> None:
+        if recall.messages:
+            target.post_message(RecallNoted(workstream_id, [r.to_dict() for r in recall.messages]))
+    return noted
 
 
 class RecallLine(Static):

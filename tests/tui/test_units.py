@@ -132,3 +132,33 @@ def test_gc_paused_for_start_up_then_frozen_and_released(monkeypatch):
         gc.unfreeze()
         gc.set_threshold(*before)
         gc.enable()
+
+
+def test_importing_the_ui_changes_no_process_state():
+    """TEXTUAL_FPS and the collector are `arawn`'s run-path choices, never an import's."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import gc, os, arawn_tui, arawn_tui.app, arawn_tui.factory, arawn_tui.headless\n"
+            "assert 'TEXTUAL_FPS' not in os.environ, 'set at import'\n"
+            "assert gc.isenabled() and gc.get_freeze_count() == 0, 'collector changed at import'\n")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "TEXTUAL_FPS"}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
+async def test_an_app_not_run_by_arawn_leaves_the_collector_alone(make_app):
+    import gc
+
+    from tests.tui.conftest import ready
+
+    frozen = gc.get_freeze_count()
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await pilot.pause(0.1)
+        assert app.first_screen_painted.is_set()
+        assert gc.isenabled() and gc.get_freeze_count() == frozen
+        await pilot.press("ctrl+q")
