@@ -2,8 +2,9 @@
 
 `RecallActions` is mixed into `MainScreen`: it lists the messages recalled for
 a reply when its "recalled N earlier messages" line is selected (the chat pane
-puts the line up as the reply starts), and lists the sessions a summary covers (its provenance);
-either choice opens its session the way a search hit does (`open_search_hit`).
+puts the line up as the reply starts), and lists the sessions a summary covers
+(its provenance); either choice opens its session the way a search hit does
+(`open_search_hit`).
 """
 
 from __future__ import annotations
