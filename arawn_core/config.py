@@ -127,6 +127,14 @@ class WorkstreamSettings:
 
 
 @dataclass(frozen=True)
+class ContextSettings:
+    """What a chat turn's context holds beyond the summaries and the recent turns."""
+
+    recall: bool = True  # add the earlier messages the new user message is about (arawn_core.recall)
+    recall_max_tokens: int = 1024  # the most the recalled block may cost
+
+
+@dataclass(frozen=True)
 class UISettings:
     theme: str = "textual-dark"
     show_summary_panel: bool = True
@@ -137,6 +145,7 @@ class Settings:
     llm: LLMSettings = field(default_factory=LLMSettings)
     workstream: WorkstreamSettings = field(default_factory=WorkstreamSettings)
     ui: UISettings = field(default_factory=UISettings)
+    context: ContextSettings = field(default_factory=ContextSettings)
     source: str | None = None  # the file these came from, if any
 
     @property
@@ -175,6 +184,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "workstream.compression.fan_in": (2, 64),
     "workstream.compression.safety_margin_tokens": (0, 100_000),
     "workstream.compression.key_items_share": (0, 0.9),
+    "context.recall_max_tokens": (0, 1_048_576),
 }
 _CHOICES: dict[str, tuple[str, ...]] = {"llm.backend": ("auto", "ollama", "openai", "embedded"),
                                         "workstream.compression.audit": ("repair", "report", "off"),

@@ -55,3 +55,26 @@ def assemble_context(
     kept.reverse()
     dropped = len(history) - len(kept)
     return [{"role": "system", "content": system}, *kept], dropped
+
+
+# ---- recall's place in the budget (arawn_core.recall) ---------------------------------
+def recall_room(system: str, newest: Message | None, budget_tokens: int, estimate: Callable[[str], int],
+                max_tokens: int) -> int:
+    """Tokens the recalled block may cost: at most max_tokens, never what the system message and
+    the newest turn need (those two are always sent)."""
+    if newest is None or max_tokens <= 0:
+        return 0
+    need = estimate(system) + estimate(to_chat_message(newest)["content"])
+    return max(0, min(max_tokens, budget_tokens - need))
+
+
+def tokens_of(messages: list[ChatMessage], estimate: Callable[[str], int]) -> int:
+    return sum(estimate(m["content"]) for m in messages)
+
+
+def with_recall(messages: list[ChatMessage], block: ChatMessage | None) -> list[ChatMessage]:
+    """The recalled block goes right before the newest message: the summaries and the older turns
+    stay a stable prefix (the server's prompt cache), and the block sits next to the question."""
+    if block is None or len(messages) < 2:
+        return messages
+    return [*messages[:-1], block, messages[-1]]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, AsyncIterator, Callable
@@ -21,8 +21,8 @@ from arawn_core.compression.budget import TokenBudget, TokenEstimator
 if TYPE_CHECKING:
     from arawn_core.compression.runner import JobOutcome, JobRunner
 from arawn_core.config import Settings
-from arawn_core.context import assemble_context, system_content
-from arawn_core.llm.base import BackendInfo, ChatChunk, ChatOptions, LLMBackend
+from arawn_core.context import assemble_context, recall_room, system_content, tokens_of, with_recall
+from arawn_core.llm.base import BackendInfo, ChatChunk, ChatMessage, ChatOptions, LLMBackend
 from arawn_core.llm.errors import ContextOverflow, LLMError
 from arawn_core.llm.server_context import ContextMemory, ContextPlan
 from arawn_core.memory.commands import MemoryCommands
@@ -51,6 +51,7 @@ from arawn_core.store.converters import (
 )
 from arawn_core.store.db import CorruptIndex, Database, ensure_private_dir, move_aside
 from arawn_core.store.jobs import JobQueue
+from arawn_core.recall import Recall
 from arawn_core.runtime import Scheduler
 from arawn_core.store.repository import Repository
 from arawn_core.errors import NotFound, UsageError  # noqa: F401  (UsageError re-exported: its old home)
@@ -64,6 +65,12 @@ CONTEXTS_KEY = "server_contexts"
 Progress = Callable[[int, int], None]
 
 
+@dataclass
+class TurnContext:
+    """One chat turn's request and what recall added to it."""
+
+    messages: list[ChatMessage]
+    recall: Recall
 
 
 class ArawnCore(MemoryCommands):
@@ -313,7 +320,16 @@ class ArawnCore(MemoryCommands):
         return msg
 
     async def build_context(self, workstream_id: str) -> list[dict[str, str]]:
-        """What the model sees for the next turn: summaries in the system prompt + recent turns."""
+        """What the model sees for the next turn (see `build_turn`)."""
+        return (await self.build_turn(workstream_id)).messages
+
+    async def build_turn(self, workstream_id: str) -> TurnContext:
+        """The next turn's request: summaries in the system prompt, recalled earlier messages, recent turns.
+
+        Everything is estimated against one budget (num_ctx minus the reply): the recall
+        block gets at most `[context] recall_max_tokens` of it, reserved before the recent
+        turns are fitted, so the whole request never exceeds num_ctx.
+        """
         ws = await self.repo.get_workstream(workstream_id)
         ws_summary = await self.repo.workstream_summary(workstream_id)
         session = await self.repo.active_session(workstream_id)
@@ -339,23 +355,56 @@ class ArawnCore(MemoryCommands):
                 f"a context of {num_ctx} tokens (num_ctx for {model}) leaves no room for the conversation after"
                 f" [llm] max_reply_tokens = {self.settings.llm.max_reply_tokens}: lower llm.max_reply_tokens"
                 " or raise llm.num_ctx") from None
-        messages, _ = assemble_context(system, history, available, lambda t: self.estimator.estimate(model, t))
-        return messages
 
-    async def send(self, workstream_id: str, text: str) -> AsyncIterator[str]:
-        """Store the user's turn, stream the reply, store it (a stopped reply is kept, marked interrupted)."""
+        def estimate(text: str) -> int:
+            return self.estimator.estimate(model, text)
+
+        newest = history[-1] if history and history[-1].role == "user" else None
+        cfg = self.settings.context
+        room = recall_room(system, newest, available, estimate, cfg.recall_max_tokens) if cfg.recall else 0
+        messages, dropped = assemble_context(system, history, available - room, estimate)
+        found = Recall()
+        if room > 0 and newest is not None and session is not None:
+            found = await self._recall(workstream_id, session.id, history[dropped:], newest.content,
+                                       min(cfg.recall_max_tokens, available - tokens_of(messages, estimate)),
+                                       estimate)
+            if dropped and found.tokens < room:
+                # the block came out smaller than reserved (or empty): give the rest back to the recent
+                # turns, and leave out of the block what the context now holds itself
+                messages, dropped = assemble_context(system, history, available - found.tokens, estimate)
+                found = found.without({m.id for m in history[dropped:]}, estimate)
+        return TurnContext(with_recall(messages, found.block), found)
+
+    async def _recall(self, workstream_id: str, session_id: str, kept: list[Message], text: str,
+                      budget_tokens: int, estimate: Callable[[str], int]) -> Recall:
+        from arawn_core.recall import recall
+
+        return await recall(self.db, self.repo.messages_path, workstream_id, text, exclude_session=session_id,
+                            exclude_from_id=kept[0].id if kept else None, budget_tokens=budget_tokens,
+                            estimate=estimate)
+
+    async def send(self, workstream_id: str, text: str,
+                   on_recall: Callable[[Recall], None] | None = None) -> AsyncIterator[str]:
+        """Store the user's turn, stream the reply, store it (a stopped reply is kept, marked interrupted).
+
+        `on_recall` hears which earlier messages were recalled for this turn, before the reply
+        starts; the reply's metadata keeps them too (`recalled`), so they outlive the process.
+        """
         ws = await self.repo.get_workstream(workstream_id)
         if ws.state is WorkstreamState.ARCHIVED:
             raise UsageError(f"workstream {ws.title!r} is archived")
         user = await self.append_message(workstream_id, "user", text)
-        context = await self.build_context(workstream_id)
+        turn = await self.build_turn(workstream_id)
+        context = turn.messages
+        if on_recall is not None:
+            on_recall(turn.recall)
         model = ws.model or self.model
         options = ChatOptions(model=model, num_ctx=await self.num_ctx_for(model),
                               num_predict=self.settings.llm.max_reply_tokens)
         parts: list[str] = []
         finished = False
         try:
-            async for chunk in self._chat_replanned(workstream_id, context, options):
+            async for chunk in self._chat_replanned(workstream_id, turn, options):
                 if chunk.text:
                     parts.append(chunk.text)
                     yield chunk.text
@@ -367,6 +416,8 @@ class ArawnCore(MemoryCommands):
         finally:
             if parts:
                 meta = Message.reply_metadata(model, user.id, interrupted=not finished)
+                if turn.recall.messages:
+                    meta["recalled"] = [r.to_dict() for r in turn.recall.messages]
                 await asyncio.shield(self._store_reply(workstream_id, "".join(parts), meta))
 
     async def _store_reply(self, workstream_id: str, text: str, meta: dict) -> None:
@@ -536,12 +587,12 @@ class ArawnCore(MemoryCommands):
         return ContextPlan(self.settings.llm.num_ctx, server.size if server else None,
                            server.source if server else "")
 
-    async def _chat_replanned(self, workstream_id: str, context: list[dict[str, str]],
+    async def _chat_replanned(self, workstream_id: str, turn: TurnContext,
                               options: ChatOptions) -> AsyncIterator[ChatChunk]:
         """A server that refuses an over-long chat and so reveals a smaller context: plan again, send once more."""
         sent = False
         try:
-            async for chunk in self.backend.chat(context, options):
+            async for chunk in self.backend.chat(turn.messages, options):
                 sent = True
                 yield chunk
             return
@@ -549,8 +600,10 @@ class ArawnCore(MemoryCommands):
             smaller = await self.num_ctx_for(options.model)
             if sent or smaller >= options.num_ctx:
                 raise
-        context[:] = await self.build_context(workstream_id)  # the caller learns from the context really sent
-        async for chunk in self.backend.chat(context, replace(options, num_ctx=smaller)):
+        again = await self.build_turn(workstream_id)  # the caller learns from the context really sent
+        turn.messages[:] = again.messages
+        turn.recall = again.recall  # and the reply records what that context recalled
+        async for chunk in self.backend.chat(turn.messages, replace(options, num_ctx=smaller)):
             yield chunk
 
     async def num_ctx_for(self, model: str) -> int:

@@ -251,9 +251,11 @@ async def cmd_chat(core: ArawnCore, args: argparse.Namespace) -> int:
     if fit.over_budget:  # never cut silently: say which pins the model will not see
         print(f"arawn: warning: {fit.warning()}", file=sys.stderr)
     parts: list[str] = []
+    recalled: list[dict[str, Any]] = []
     shown = StreamSanitizer()  # the model's text: no terminal escapes reach the terminal
     try:
-        async for piece in core.send(ws.id, text):
+        async for piece in core.send(ws.id, text,
+                                     on_recall=lambda r: recalled.extend(m.to_dict() for m in r.messages)):
             parts.append(piece)
             if not args.json:
                 sys.stdout.write(shown.feed(piece))
@@ -264,9 +266,11 @@ async def cmd_chat(core: ArawnCore, args: argparse.Namespace) -> int:
     session = await core.active_session(ws.id)
     if args.json:
         out.print_json({"workstream_id": ws.id, "session_id": session.id if session else None,
-                        "reply": "".join(parts)})
+                        "reply": "".join(parts), "recalled": recalled})
     else:
         sys.stdout.write("\n")
+        if recalled:  # stdout is the reply alone; where it drew on is a note
+            print(f"(recalled {len(recalled)} earlier message{'s' if len(recalled) != 1 else ''})", file=sys.stderr)
     return EXIT_OK
 
 

@@ -223,6 +223,10 @@ def part_cli(data_dir: Path, runs: int, home: Path) -> dict[str, Any]:
         "python -m arawn_tui --headless --json ws list": [sys.executable, "-m", "arawn_tui", *args[:3], "--json",
                                                           *args[3:]],
         "(reference) same command through the full engine": [sys.executable, "-c", FORCE_FULL, *args],
+        "python -m arawn_tui --headless ws show 'project 0050'": [sys.executable, "-m", "arawn_tui", *args[:3], "ws",
+                                                                 "show", "project 0050"],
+        "python -m arawn_tui --headless session list 'project 0050'": [
+            sys.executable, "-m", "arawn_tui", *args[:3], "session", "list", "project 0050"],
     }
     if script:
         commands["arawn --headless ws list (the installed script)"] = [script, *args]

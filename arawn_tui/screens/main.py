@@ -27,6 +27,7 @@ from arawn_tui import workers as groups
 from arawn_tui.formatting import local_time
 from arawn_tui.screens.memory_actions import MemoryActions
 from arawn_tui.sanitize import inert, one_line
+from arawn_tui.screens.recall_actions import RecallActions
 from arawn_tui.widgets.chat_input import ChatInput
 from arawn_tui.widgets.chat_pane import EMPTY_HINT, LIVE_HINT, READ_ONLY_PLACEHOLDER, ChatPane  # noqa: F401
 from arawn_tui.widgets.chat_view import ChatMessage, ChatView
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
 REFRESH_DELAY_S = 0.1  # coalesce bursts of engine events into one reload
 
 
-class MainScreen(MemoryActions, Screen[None]):
+class MainScreen(MemoryActions, RecallActions, Screen[None]):
     # Priority: the chat input (a TextArea) binds ctrl+e / ctrl+k itself.
     BINDINGS = [
         Binding("ctrl+n", "new_workstream", "New", id="arawn.new_workstream", priority=True,

@@ -28,6 +28,7 @@ from arawn_tui import messages as m
 from arawn_tui import workers as groups
 from arawn_tui.widgets.chat_input import PLACEHOLDER, ChatInput
 from arawn_tui.widgets.chat_view import ChatView
+from arawn_tui.widgets.recall_line import RecallNoted, recall_noter
 
 if TYPE_CHECKING:
     from arawn_core.core import ArawnCore
@@ -131,7 +132,7 @@ class ChatPane(Vertical):
                 ws_id = (await core.scratch_workstream()).id
                 ended.workstream_id = ws_id
                 self.post_message(m.ChatTargetChosen(ws_id))
-            async for piece in core.send(ws_id, text):
+            async for piece in core.send(ws_id, text, on_recall=recall_noter(self, ws_id)):
                 self.post_message(m.ReplyPiece(ws_id, piece))
         except ArawnError as exc:
             ended.error = exc.message
@@ -147,6 +148,11 @@ class ChatPane(Vertical):
             self.workstream_id = message.workstream_id
             self.reply_ws = message.workstream_id
             self.post_message(self.ScratchChosen(message.workstream_id))
+
+    async def on_recall_noted(self, message: RecallNoted) -> None:
+        message.stop()
+        if message.workstream_id == self.reply_ws:
+            await self.chat.note_recalled(message.recalled)
 
     def on_reply_piece(self, message: m.ReplyPiece) -> None:
         message.stop()

@@ -20,6 +20,7 @@ from arawn_core.models import Message
 from arawn_tui.formatting import local_time
 from arawn_tui.sanitize import StreamSanitizer, inert
 from arawn_tui.widgets.markdown_text import MarkdownText
+from arawn_tui.widgets.recall_line import RecallLine
 
 # A transcript shows a window of it: the newest WINDOW messages (or the ones around a
 # search hit). Every mounted message makes each layout pass of the screen longer, so the
@@ -40,9 +41,10 @@ class ChatMessage(Vertical):
     """One message: a small header (role, time) and the body."""
 
     def __init__(self, role: str, content: str, timestamp: str | None = None, *, note: str = "",
-                 message_id: str | None = None) -> None:
+                 message_id: str | None = None, recalled: list[dict] | None = None) -> None:
         super().__init__(classes=f"message role-{role if role in ROLE_LABEL else 'other'}")
         self.message_id = message_id  # the stored message's id (None: typed or streamed just now)
+        self.recalled = list(recalled or [])  # earlier messages recall added to this reply's request
         self.role = role
         self.body_text = inert(content)
         self.timestamp = timestamp
@@ -61,6 +63,8 @@ class ChatMessage(Vertical):
         title = Static(Content(" · ".join(parts)), classes="message-header")
         title.tooltip = "Double-click a message to copy it"
         yield title
+        if self.recalled:
+            yield RecallLine(self.recalled)
         if self.role == "assistant":
             yield MarkdownText(self.body_text, classes="message-body")
         else:
@@ -287,6 +291,15 @@ class ChatView(VerticalScroll):
         self._reply_body = message.query_one(MarkdownText)
         self.anchor()
 
+    async def note_recalled(self, recalled: list[dict]) -> None:
+        """Say under the reply being streamed which earlier messages its request carried."""
+        if self._reply_body is None or not recalled:
+            return
+        message = self._reply_body.parent
+        if isinstance(message, ChatMessage) and not message.recalled:
+            message.recalled = list(recalled)
+            await message.mount(RecallLine(message.recalled), before=self._reply_body)
+
     def write_reply(self, piece: str) -> None:
         """Add a piece of the reply; the screen shows it within STREAM_REFRESH_S."""
         if self._reply_body is None:
@@ -337,5 +350,8 @@ class ChatView(VerticalScroll):
 
 
 def _message_widget(m: Message) -> ChatMessage:
+    meta = m.metadata or {}
+    recalled = meta.get("recalled") if isinstance(meta.get("recalled"), list) else None
     return ChatMessage(m.role, m.content, m.timestamp, message_id=m.id,
-                       note="stopped" if m.interrupted else "")
+                       note="stopped" if m.interrupted else "",
+                       recalled=[r for r in recalled or [] if isinstance(r, dict) and r.get("id")])
