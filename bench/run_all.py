@@ -506,6 +506,46 @@ FIXES = {
 }
 
 
+def issue_targets(results: Path, targets: list[list[Any]]) -> None:
+    """Target rows of the audit (11), recall (13) and backends (16) benchmarks; their figures are
+    listed in full in their own generic sections."""
+    d = load(results, "audit")
+    if d:
+        codes = d["codes_in_workstream_summary"]
+        worst = min(v for cfg in codes.values() for v in cfg["repair"].values())
+        off = ", ".join(f"{cfg.split('=')[1]}: " + "/".join(str(n) for n in v["off"].values())
+                        for cfg, v in codes.items())
+        targets.append(["kept codes (of 36) in the workstream summary with repair, drop 0.1/0.2/0.4, "
+                        "num_ctx 8192 and 4096", "all 36", f"min {worst} (audit off, drop 0/0.1/0.2/0.4: {off})",
+                        met(worst == d["data"]["codes_planted"])])
+        cost = d["audit_cost"]
+        more = max(c["0.2"]["input_tokens_repair_over_off"] for c in cost.values())
+        targets.append(["audit+repair input tokens vs audit off at drop 0.2", "<= 1.25x", f"{more}x", met(more <= 1.25)])
+        extra = max(c["0.0"]["extra_calls"] for c in cost.values())
+        targets.append(["extra LLM calls of the audit at drop 0", "0", extra, met(extra == 0)])
+        ratio = d["input_over_transcript_tokens_default_config"]["repair"]
+        targets.append(["LLM input over all calls / transcript tokens (default config, repair)", "<= 1.15x",
+                        f"{ratio}x (was 1.18x)", met(ratio <= 1.15)])
+    d = load(results, "recall")
+    if d:
+        lat = d["latency_per_turn"]
+        targets.append(["recall latency per turn, 1,000,000 messages, p99", f"<= {lat['target_p99_ms']:g} ms",
+                        f"wall {lat['recall']['p99_ms']} ms, CPU {lat['recall_cpu_time']['p99_ms']} ms "
+                        f"(load {d.get('machine', {}).get('loadavg', ['?'])[0]})", met(lat["meets_target"])])
+        for name, q in d["quality"].items():
+            targets.append([f"recall quality ({name.replace('_', ' ')}, {q['questions']} questions)",
+                            f">= {q['target']:.0%}", f"{q['answer_sentence_in_block']:.1%}", met(q["meets_target"])])
+    d = load(results, "backends")
+    if d:
+        pool = d["pool_compression"]
+        targets.append(["compression with 2 / 4 hosts vs 1", "<= 0.6x / <= 0.35x",
+                        f"{pool['ratio_2_hosts']}x / {pool['ratio_4_hosts']}x", met(pool["met"])])
+        ttft = d["chat_ttft"]
+        targets.append(["chat time-to-first-token, OpenAI path minus Ollama path (median / p90)", "within 5 ms",
+                        f"{ttft['openai_minus_ollama_ms']['median']} / {ttft['openai_minus_ollama_ms']['p90']} ms",
+                        met(ttft["met"])])
+
+
 def render(results: Path, statuses: list[dict[str, Any]], quick: bool) -> str:
     mach = machine_info()
     lines = ["# Benchmarks", "",
@@ -551,6 +591,7 @@ def render(results: Path, statuses: list[dict[str, Any]], quick: bool) -> str:
     d = load(results, "speed")
     if d:
         body += section_speed(d, targets)
+    issue_targets(results, targets)
     known = {"storage", "compression", "search", "embedded", "tui", "speed"}
     for p in sorted(results.glob("*.json")):
         if p.stem not in known and (d := load(results, p.stem)):
