@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -316,6 +317,10 @@ async def test_memory_events_written_after_the_index_are_replayed_on_open(settin
              {"type": "session_title", "session_id": sid, "title": "Renamed by the dead writer"}]
     with open(path, "a", encoding="utf-8") as fh:
         fh.writelines(json.dumps(x) + "\n" for x in lines)
+    # written after the index's last change, whatever the clock did while the first core closed
+    index = settings.data_dir / "arawn.db"
+    later = max(os.stat(p).st_mtime_ns for p in (index, Path(f"{index}-wal")) if p.exists()) + 1_000_000_000
+    os.utime(path, ns=(later, later))
     core = await ArawnCore.open(settings, fake_backend)
     try:
         assert [p.text for p in await core.list_pins(ws.id)] == ["from a dead writer"]
