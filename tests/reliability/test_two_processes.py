@@ -30,7 +30,7 @@ from tests.conftest_ollama import ollama_server  # noqa: F401
 from tests.fakes import FakeBackend
 from tests.reliability.harness import REPO, Child, acked_messages, check_store, check_worked
 
-PROGRESS_PREFIXES = ("compressing:", "importing ", "reindexing ")
+PROGRESS_PREFIXES = ("compressing:", "importing ", "reindexing ", "(recalled ")  # + chat's recall note
 APPENDS = 120
 
 
