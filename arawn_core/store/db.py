@@ -17,6 +17,7 @@ from typing import Any, AsyncIterator, Callable, Iterable
 import aiosqlite
 
 from arawn_core.store.jsonl import StorageFull, UnsafePath
+from arawn_core.store.recovery import index_changed_ns
 from arawn_core.store.schema import MIGRATIONS
 
 #: Tables every index has (migration 1); one missing means the file was tampered with.
@@ -132,16 +133,6 @@ def ensure_private_dir(path: Path, *, link_ok: bool = False) -> bool:
     return tighten(path, DIR_MODE)
 
 
-def _last_change_ns(path: Path) -> int:
-    newest = 0
-    for suffix in ("", "-wal"):
-        try:
-            newest = max(newest, os.stat(str(path) + suffix).st_mtime_ns)
-        except FileNotFoundError:
-            pass
-    return newest
-
-
 def writable(path: Path) -> bool:
     """Can files be created in the directory `path`? (No: a read-only dir or file system.)"""
     if not os.access(path, os.W_OK):
@@ -213,7 +204,7 @@ class Database:
                 raise UnsafePath(errno.ELOOP, f"{p} is a symbolic link; arawn does not follow links inside its"
                                  " data dir (remove the link)")
         existed = path.exists()
-        changed_ns = _last_change_ns(path)
+        changed_ns = index_changed_ns(path)
         if not writable(path.parent) or (existed and not os.access(path, os.W_OK)):
             if not existed:
                 raise ReadOnlyStore(f"{path.parent}: the data dir is read-only and holds no index yet;"
@@ -271,7 +262,7 @@ class Database:
                 raise ReadOnlyStore(f"{path}: the index needs an upgrade but the data dir is read-only;"
                                     " run arawn once where it can write")
             db = cls(conn, path, read_only=True)
-            db.changed_ns = _last_change_ns(path)
+            db.changed_ns = index_changed_ns(path)
             return db
         raise DatabaseError(f"{path}: cannot open the index read-only: {last}")
 
