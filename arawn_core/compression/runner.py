@@ -43,6 +43,7 @@ from arawn_core.models import (
     new_id,
 )
 from arawn_core.store import memory as memory_store
+from arawn_core.store.db import IndexBusy
 from arawn_core.store.jobs import JobQueue
 from arawn_core.store.repository import NotFound, Repository
 
@@ -145,6 +146,11 @@ class JobRunner:
                                           will_retry))
             self.bus.publish(ev.WorkstreamUpdated(job.workstream_id))
             return JobOutcome(job, False, exc, will_retry)
+        except IndexBusy as exc:  # another process held the write lock past the busy timeout: try again later
+            will_retry, _ = await self.queue.fail(job, str(exc), transient=True)
+            self.bus.publish(ev.JobFailed(job.workstream_id, job.id, job.kind.value, job.session_id, str(exc),
+                                          will_retry))
+            return JobOutcome(job, False, exc, will_retry)
         except NotFound as exc:
             await self.queue.fail(job, str(exc), transient=False)
             self.bus.publish(ev.JobFailed(job.workstream_id, job.id, job.kind.value, job.session_id, str(exc), False))
@@ -170,9 +176,14 @@ class JobRunner:
             log.debug("progress write failed", exc_info=True)
 
     async def _save_estimator(self) -> None:
+        """The learned chars-per-token ratio; advisory (the job's result is already committed), so a
+        write lock held elsewhere past the busy timeout only means it is saved by a later job."""
         import json
 
-        await self.repo.kv_set("token_estimator", json.dumps(self.estimator.to_dict()))
+        try:
+            await self.repo.kv_set("token_estimator", json.dumps(self.estimator.to_dict()))
+        except IndexBusy:
+            log.warning("token estimator not saved: the index's write lock was held by another process")
 
     async def _detect_style(self) -> None:
         """A base model (the packaged embedded one) gets the completion framing; known once resolved."""
