@@ -85,6 +85,7 @@ class ArawnCore(MemoryCommands):
         self.backend = backend
         self.estimator = estimator
         self.events = ev.EventBus()
+        repo.on_notice = lambda text: self.events.publish(ev.Notice(text))
         self._runner: JobRunner | None = None
         self.contexts = ContextMemory()  # the servers' context sizes (see `context_plan`)
 

@@ -127,6 +127,14 @@ class QueueLength(Event):
     length: int
 
 
+@dataclass(frozen=True)
+class Notice(Event):
+    """A problem met reading or indexing the files (a bad line, with its file and line number; a
+    workstream that could not be indexed; a rebuilt index): the CLI prints it, the TUI shows it."""
+
+    text: str
+
+
 Subscriber = Callable[[Event], None]
 
 

@@ -118,6 +118,8 @@ class ArawnApp(App[None]):
                      partial: bool = False) -> None:
         self.core = core
         core.events.subscribe(self._engine_event)
+        for text in core.notices[:5]:  # what opening the store met (bad lines, a rebuilt index ...)
+            self._notice(text)
         self.main_screen.post_message(m.CoreReady(workstreams, partial))
         self.scheduler = core.scheduler()
         self.run_scheduler(self.scheduler)  # jobs queued before the last quit (or a crash) resume now
@@ -215,8 +217,14 @@ class ArawnApp(App[None]):
             self._warn_paused()
         elif isinstance(event, ev.JobsResumed):
             self._paused_warned = False
+        elif isinstance(event, ev.Notice):
+            self._notice(event.text)
         elif isinstance(event, ev.IdleSessionsEnded):
             self.notify(f"{event.count} idle session{'s' if event.count != 1 else ''} ended: compressing.")
+
+    def _notice(self, text: str) -> None:
+        """A damaged file or index, said where (file and line): the rest is shown as usual."""
+        self.notify(one_line(text, 400), title="Data files", severity="warning", timeout=10, markup=False)
 
     def _warn_paused(self) -> None:
         if not self._paused_warned:  # once until the backend is back

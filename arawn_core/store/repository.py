@@ -88,11 +88,15 @@ class Repository:
         #: One line per problem met while reading or indexing (a bad line, a workstream that could not
         #: be indexed, an index that was behind); the CLI prints them on stderr, the TUI logs them.
         self.notices: list[str] = []
+        #: Told of each new notice (the core publishes it as an event for the TUI).
+        self.on_notice: Callable[[str], None] | None = None
 
     def notice(self, text: str) -> None:
         log.info("%s", text)  # not WARNING: with no logging set up, Python would print it raw on stderr
         if text not in self.notices:
             self.notices.append(text)
+            if self.on_notice is not None:
+                self.on_notice(text)
 
     # ---- files ---------------------------------------------------------
     def ws_dir(self, workstream_id: str) -> Path:

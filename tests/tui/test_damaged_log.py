@@ -32,6 +32,14 @@ async def test_the_chat_shows_every_message_but_the_damaged_one(make_app, tui_se
         del lines[2]  # every later offset shifts
     path.write_bytes(b"".join(lines))
     app = make_app()
+    shown: list[str] = []
+    notify = app.notify
+
+    def recording_notify(message, **kwargs):
+        shown.append(str(message))
+        return notify(message, **kwargs)
+
+    app.notify = recording_notify  # what the user is told, on screen
     async with app.run_test(size=(120, 36)) as pilot:
         await ready(pilot)
         main = app.main_screen
@@ -41,3 +49,5 @@ async def test_the_chat_shows_every_message_but_the_damaged_one(make_app, tui_se
         await settle(pilot)
         assert [m.content for m in chat.messages] == TEXTS[:2] + TEXTS[3:]
         assert any(f"{path}: line 3" in n for n in app.core.notices)
+        await wait_until(pilot, lambda: any(f"{path}: line 3" in text for text in shown),
+                         what="a toast naming the damaged line")
