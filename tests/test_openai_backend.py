@@ -446,3 +446,34 @@ async def test_a_refused_chat_is_planned_again_and_sent_once_more(tmp_path: Path
     assert reply == "Noted. MARKER-n"
     assert s.refusals() == 1 and len(s.bodies()) == 2
     assert len(engine.render(sent["messages"])) + 16 <= 400 < len(engine.render(refused["messages"]))
+
+
+# ---- one deadline for the whole request (issue 15), on the OpenAI path too ----------------------
+
+
+@pytest.mark.parametrize("streamed", [True, False])
+async def test_a_server_trickling_tokens_is_cut_at_the_request_deadline(streamed: bool) -> None:
+    """A token every 0.3 s keeps every read alive; `request_timeout_s` bounds the whole request."""
+    import time
+
+    from arawn_core.errors import LLMTimeout
+
+    reply = " ".join(f"word{i}" for i in range(40))  # 40 tokens: 12 s at this pace
+    server = OpenAIServer(ScriptedEngine(name="m", script=reply, token_delay_s=0.3)).start()
+    backend = OpenAIBackend(server.url, 1.0)
+    options = ChatOptions(model="m", num_ctx=8192, num_predict=64)
+    messages = [{"role": "user", "content": "hello"}]
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(LLMTimeout) as err:
+            if streamed:
+                async for _ in backend.chat(messages, options):
+                    pass
+            else:
+                await backend.complete(messages, options)
+        elapsed = time.monotonic() - t0
+    finally:
+        await backend.aclose()
+        server.stop()
+    assert elapsed < 6.0, elapsed  # the deadline (1 s) plus slack on a loaded machine, not the reply's 12 s
+    assert err.value.transient  # a stalled job is retried like any timeout
