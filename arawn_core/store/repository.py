@@ -847,9 +847,11 @@ class Repository:
         """Re-apply a workstream's events (idempotent): its snapshot, session ends and summaries."""
         path = self.events_path(ws_id)
         bad: list[jsonl.BadLine] = []
-        records = await asyncio.to_thread(lambda: list(jsonl.scan(path, 0, bad)))
         try:
             async with self.db.transaction() as c:
+                # read under the write lock: every writer that appended an event before its commit has
+                # committed by now, so an older snapshot never overwrites what a newer one indexed
+                records = await asyncio.to_thread(lambda: list(jsonl.scan(path, 0, bad)))
                 for rec in records:
                     ev = rec.data
                     try:
@@ -879,8 +881,8 @@ class Repository:
                             await memory.replay_event(c, ws_id, ev)  # pins, titles, the fork origin
                     except RECORD_ERRORS:
                         continue
-        except (IndexBusy, CorruptIndex, ReadOnlyStore, jsonl.StorageFull):
-            raise
+        except (IndexBusy, CorruptIndex, ReadOnlyStore, jsonl.StorageFull, jsonl.UnsafePath):
+            raise  # an UnsafePath (a planted link) is refused with its own one line, as any read of it
         except (OSError, sqlite3.Error, DatabaseError) as exc:
             self.notice(f"workstream {ws_id}: could not catch up its events: {_reason(exc)}")
 
