@@ -23,7 +23,7 @@ import json
 import logging
 import os
 import re
-from typing import Any, AsyncIterator, Iterator
+from typing import Any, AsyncIterator
 
 import httpx
 from pydantic import ValidationError
@@ -40,6 +40,7 @@ from .errors import (
     LLMError,
     LLMTimeout,
     ModelNotFound,
+    translated,
 )
 
 log = logging.getLogger(__name__)
@@ -231,18 +232,9 @@ class OllamaBackend:
     async def aclose(self) -> None:
         await self._client.close()
 
-    @contextlib.contextmanager
-    def _translated(self, model: str) -> Iterator[None]:
+    def _translated(self, model: str) -> contextlib.AbstractContextManager[None]:
         """Re-raise client and transport failures as arawn's LLMError types."""
-        try:
-            yield
-        except LLMError:
-            raise
-        except Exception as exc:
-            mapped = self._translate(exc, model)
-            if mapped is None:
-                raise
-            raise mapped from exc
+        return translated(lambda exc: self._translate(exc, model))
 
     def _translate(self, exc: Exception, model: str) -> LLMError | None:
         if isinstance(exc, ollama.ResponseError):

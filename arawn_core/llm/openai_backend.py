@@ -32,7 +32,7 @@ import contextlib
 import json
 import os
 import re
-from typing import Any, AsyncIterator, Iterator
+from typing import Any, AsyncIterator
 
 import httpx2
 import openai
@@ -40,7 +40,7 @@ from pydantic import ValidationError
 
 from .base import BackendInfo, ChatChunk, ChatMessage, ChatOptions, Completion, Usage
 from .deadline import Deadline
-from .errors import BackendError, BackendUnavailable, ContextOverflow, LLMError, LLMTimeout, ModelNotFound
+from .errors import BackendError, BackendUnavailable, ContextOverflow, LLMError, LLMTimeout, ModelNotFound, translated
 from .server_context import (
     ContextMemory,
     ServerContext,
@@ -253,17 +253,9 @@ class OpenAIBackend:
             page = await self._client.models.list(extra_headers=self._headers)
         return [m.model_dump() for m in page.data]
 
-    @contextlib.contextmanager
-    def _translated(self, model: str) -> Iterator[None]:
-        try:
-            yield
-        except LLMError:
-            raise
-        except Exception as exc:
-            mapped = self._translate(exc, model)
-            if mapped is None:
-                raise
-            raise mapped from exc
+    def _translated(self, model: str) -> contextlib.AbstractContextManager[None]:
+        """Re-raise client and transport failures as arawn's LLMError types."""
+        return translated(lambda exc: self._translate(exc, model))
 
     def _translate(self, exc: Exception, model: str) -> LLMError | None:
         if isinstance(exc, openai.APITimeoutError):
