@@ -33,6 +33,7 @@ from arawn_tui import workers as groups
 from arawn_tui.commands import ArawnCommands
 from arawn_tui.sanitize import one_line
 from arawn_tui.screens.main import MainScreen
+from arawn_tui.widgets.workstream_list import rows_that_fit
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +104,8 @@ class ArawnApp(App[None]):
             # until the first screen is up (see finish_open); every write waits for it.
             core = await ArawnCore.open(self.settings, self.backend, defer_recovery=True)
             # The first list comes with the news that the core is open: one hop less to a full screen.
-            # Only what fits on screen (a row is at least one line): the rest is read after it.
-            first = self.size.height + 1
+            # Only what fits on screen (a row is at least ROW_MIN_LINES high): the rest is read after it.
+            first = rows_that_fit(self.size.height)
             workstreams = await core.list_workstreams(limit=first)
             self._core_opened(core, workstreams, partial=len(workstreams) >= first)
         finally:

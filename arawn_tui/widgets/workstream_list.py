@@ -36,6 +36,14 @@ def workstream_row(ws: Workstream) -> Content:
     return ListRow.of(Content.assemble(head, "\n", details))
 
 
+ROW_MIN_LINES = 2  # a row is its title and its details line, each wrapped: never fewer lines
+
+
+def rows_that_fit(lines: int) -> int:
+    """The most rows `lines` lines can show (the last one partly): the first screenful."""
+    return lines // ROW_MIN_LINES + 1
+
+
 PROGRESS_REPAINT_S = 0.25
 FOLLOW_UP_ROWS = 250  # rows added per step after the first frame (a few ms each)
 
@@ -78,9 +86,9 @@ class WorkstreamList(OptionList):
             self.highlighted = 0
 
     def _rows_on_screen(self) -> int:
-        """How many rows can be visible at most: every row is at least one line high."""
+        """How many rows can be visible at most: every row is at least ROW_MIN_LINES high."""
         region = self.scrollable_content_region
-        return max(region.height, self.app.size.height if self.is_attached else 0) + 1
+        return rows_that_fit(max(region.height, self.app.size.height if self.is_attached else 0))
 
     def _option(self, ws_id: str) -> Option:
         return Option(workstream_row(self.workstreams[ws_id]), id=ws_id)
