@@ -8,7 +8,7 @@ other apps' exports have a module each.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from arawn_core.importers.records import RecordError, SourceMessage, check_unicode, normalize_timestamp
 from arawn_core.models import ROLES
@@ -49,19 +49,31 @@ def _object(obj: Any) -> dict[str, Any]:
     return obj
 
 
-def parse_messages_record(obj: Any) -> tuple[str | None, list[SourceMessage]]:
+def _turns(obj: Any, key: str) -> tuple[str | None, list[Any]]:
+    """A conversation record's id and its non-empty list of turns under `key` (both formats' first checks)."""
     obj = _object(obj)
     source_id = _source_id(obj)
-    msgs = obj.get("messages")
-    if not isinstance(msgs, list):
-        raise RecordError("'messages' must be a list")
-    if not msgs:
+    turns = obj.get(key)
+    if not isinstance(turns, list):
+        raise RecordError(f"'{key}' must be a list")
+    if not turns:
         raise RecordError("the conversation has no messages")
-    out = []
-    for i, m in enumerate(msgs):
+    return source_id, turns
+
+
+def _each(turns: list[Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Each turn with its name for errors ("message 3"), checked to be an object as it is reached."""
+    for i, t in enumerate(turns):
         what = f"message {i}"
-        if not isinstance(m, dict):
+        if not isinstance(t, dict):
             raise RecordError(f"{what}: expected an object")
+        yield what, t
+
+
+def parse_messages_record(obj: Any) -> tuple[str | None, list[SourceMessage]]:
+    source_id, msgs = _turns(obj, "messages")
+    out = []
+    for what, m in _each(msgs):
         role = m.get("role")
         meta = m.get("metadata")
         if meta is not None and not isinstance(meta, dict):
@@ -87,18 +99,9 @@ def parse_messages_record(obj: Any) -> tuple[str | None, list[SourceMessage]]:
 
 
 def parse_sharegpt_record(obj: Any) -> tuple[str | None, list[SourceMessage]]:
-    obj = _object(obj)
-    source_id = _source_id(obj)
-    turns = obj.get("conversations")
-    if not isinstance(turns, list):
-        raise RecordError("'conversations' must be a list")
-    if not turns:
-        raise RecordError("the conversation has no messages")
+    source_id, turns = _turns(obj, "conversations")
     out = []
-    for i, t in enumerate(turns):
-        what = f"message {i}"
-        if not isinstance(t, dict):
-            raise RecordError(f"{what}: expected an object")
+    for what, t in _each(turns):
         speaker = t.get("from")
         if not isinstance(speaker, str) or not speaker:
             raise RecordError(f"{what}: 'from' must be a non-empty string")
