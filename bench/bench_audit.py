@@ -41,7 +41,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import base_parser, finish, log, machine_info, now_iso  # noqa: E402
 
-from arawn_core.compression.mapreduce import Summarizer, SummarizerConfig  # noqa: E402
+from arawn_core.compression.mapreduce import Summarizer  # noqa: E402
+from arawn_core.compression.values import SummarizerConfig  # noqa: E402
 from arawn_core.memory import keyitems as K  # noqa: E402
 from tests.fakes import LossyBackend  # noqa: E402
 

@@ -57,7 +57,8 @@ from _common import (  # noqa: E402
 from arawn_core.compression import prompts as P  # noqa: E402
 from arawn_core.compression.budget import TokenEstimator  # noqa: E402
 from arawn_core.compression.chunking import plan_chunks  # noqa: E402
-from arawn_core.compression.mapreduce import Summarizer, SummarizerConfig  # noqa: E402
+from arawn_core.compression.mapreduce import Summarizer  # noqa: E402
+from arawn_core.compression.values import SummarizerConfig  # noqa: E402
 from arawn_core.llm.base import ChatOptions  # noqa: E402
 from tests.fakes import FakeBackend, markers_in  # noqa: E402
 

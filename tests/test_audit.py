@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 
 from arawn_core.compression import prompts as P
-from arawn_core.compression.mapreduce import DegenerateSummary, Summarizer, SummarizerConfig
+from arawn_core.compression.errors import DegenerateSummary
+from arawn_core.compression.mapreduce import Summarizer
+from arawn_core.compression.values import SummarizerConfig
 from arawn_core.core import ArawnCore
 from arawn_core.memory import audit as A
 from arawn_core.memory import keyitems as K

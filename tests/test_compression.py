@@ -26,14 +26,10 @@ from arawn_core.compression.budget import (
     TokenEstimator,
 )
 from arawn_core.compression.chunking import plan_chunks, resplit, split_text
-from arawn_core.compression.mapreduce import (
-    CompressionError,
-    Summarizer,
-    SummarizerConfig,
-    SummaryTruncated,
-    input_hash,
-    planned_merge_calls,
-)
+from arawn_core.compression.errors import CompressionError, SummaryTruncated
+from arawn_core.compression.mapreduce import Summarizer
+from arawn_core.compression.sizing import planned_merge_calls
+from arawn_core.compression.values import SummarizerConfig, input_hash
 from arawn_core.llm.base import ChatOptions
 from arawn_core.llm.errors import BackendUnavailable, ContextOverflow, LLMError, ModelNotFound
 from tests.fakes import FIXED_SENTENCE, FakeBackend, default_reply, markers_in, scripted

@@ -24,14 +24,9 @@ from hypothesis import HealthCheck, assume, example, given, settings, strategies
 from arawn_core.compression.chunking import plan_chunks, resplit, split_text
 from arawn_core.config import Settings
 from arawn_core.core import ArawnCore
-from arawn_core.importers.formats import (
-    FormatError,
-    ImportSource,
-    RecordError,
-    parse_arawn_record,
-    parse_messages_record,
-    parse_sharegpt_record,
-)
+from arawn_core.importers.formats import ImportSource
+from arawn_core.importers.generic import parse_arawn_record, parse_messages_record, parse_sharegpt_record
+from arawn_core.importers.records import FormatError, RecordError
 from arawn_core.models import ROLES, Message, parse_ts
 from arawn_core.store import jsonl
 from tests.fakes import FakeBackend

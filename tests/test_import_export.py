@@ -14,7 +14,8 @@ from arawn_core.config import Settings
 from arawn_core.core import ArawnCore, UsageError
 from arawn_core.importers import ImportReport, import_path
 from arawn_core.importers.export import guard_markdown
-from arawn_core.importers.formats import ByteCounter, ImportProblem, JsonArrayReader
+from arawn_core.importers.containers import JsonArrayReader
+from arawn_core.importers.records import ByteCounter, ImportProblem
 
 DATA = Path(__file__).parent / "data"
 SAMPLES = {

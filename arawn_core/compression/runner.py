@@ -16,15 +16,11 @@ from typing import Awaitable, Callable, Sequence
 
 from arawn_core import events as ev
 from arawn_core.compression.budget import TokenEstimator
-from arawn_core.compression.mapreduce import (
-    CompressionError,
-    Summarizer,
-    SummarizerConfig,
-    SummaryResult,
-    input_hash,
-)
+from arawn_core.compression.errors import CompressionError
+from arawn_core.compression.mapreduce import Summarizer
 from arawn_core.compression.prompts import PROMPT_VERSION
 from arawn_core.compression.staleness import VERBATIM_MODEL, is_stale  # noqa: F401  (re-exported)
+from arawn_core.compression.values import SummarizerConfig, SummaryResult, input_hash
 from arawn_core.config import Settings
 from arawn_core.llm.base import LLMBackend
 from arawn_core.llm.errors import LLMError

@@ -14,7 +14,7 @@
   Each message's metadata gets `{"import": {"format", "source", "source_id",
   "original_id", "key"}}` (plus the original ShareGPT speaker when it was not
   human/gpt/system); the source's own metadata is kept beside it.
-- Dedupe: a conversation whose key (`formats.dedupe_key`) was imported before,
+- Dedupe: a conversation whose key (`records.dedupe_key`) was imported before,
   or earlier in the same file, is skipped and counted in `skipped_duplicates`.
 - Bad records are reported in `problems` and skipped; a file that cannot be
   read at all raises `UsageError` naming the file and why.
@@ -30,14 +30,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from arawn_core import events as ev
-from arawn_core.importers.formats import (
-    FORMATS,
-    Clock,
-    Conversation,
-    FormatError,
-    ImportProblem,
-    ImportSource,
-)
+from arawn_core.importers.formats import FORMATS, ImportSource
+from arawn_core.importers.records import Clock, Conversation, FormatError, ImportProblem
 from arawn_core.models import Message, new_id
 from arawn_core.errors import NotFound, UsageError
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from arawn_core.importers.formats import RecordError, SourceMessage, _check_unicode, normalize_timestamp
+from arawn_core.importers.records import RecordError, SourceMessage, check_unicode, normalize_timestamp
 
 #: content_type values whose `parts` are the message text (strings; other parts are images and files).
 TEXT_TYPES = frozenset({"text", "multimodal_text"})
@@ -138,7 +138,7 @@ def parse_chatgpt_record(obj: Any) -> tuple[str | None, list[SourceMessage]]:
     if not out:
         raise RecordError(f"{name}: no visible messages on the path to its current node")
     try:
-        _check_unicode([source_id], out)
+        check_unicode([source_id], out)
     except RecordError as exc:
         raise RecordError(f"{name}: {exc}") from None
     return source_id, out

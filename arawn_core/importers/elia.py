@@ -20,7 +20,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Iterator
 
-from arawn_core.importers.formats import ImportProblem, RecordError, SourceMessage, _check_unicode, normalize_timestamp
+from arawn_core.importers.records import ImportProblem, RecordError, SourceMessage, check_unicode, normalize_timestamp
 from arawn_core.importers.sqlite_store import columns, connect_read_only
 from arawn_core.models import ROLES
 
@@ -74,5 +74,5 @@ def _messages(chat: sqlite3.Row, rows: list[sqlite3.Row]) -> list[SourceMessage]
         if model:
             extra["model"] = str(model)
         out.append(SourceMessage(role, content, ts, str(row["id"]) if "id" in keys else None, extra=extra or None))
-    _check_unicode([], out)
+    check_unicode([], out)
     return out

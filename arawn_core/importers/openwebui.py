@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from arawn_core.importers.chatgpt import epoch_timestamp
-from arawn_core.importers.formats import RecordError, SourceMessage, _check_unicode
+from arawn_core.importers.records import RecordError, SourceMessage, check_unicode
 from arawn_core.models import ROLES
 
 
@@ -104,7 +104,7 @@ def parse_openwebui_record(obj: Any) -> tuple[str | None, list[SourceMessage]]:
     if not out:
         raise RecordError(f"{name}: no messages with text")
     try:
-        _check_unicode([source_id], out)
+        check_unicode([source_id], out)
     except RecordError as exc:
         raise RecordError(f"{name}: {exc}") from None
     return source_id, out

@@ -22,7 +22,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Iterator
 
-from arawn_core.importers.formats import ImportProblem, RecordError, SourceMessage, _check_unicode
+from arawn_core.importers.records import ImportProblem, RecordError, SourceMessage, check_unicode
 from arawn_core.importers.sqlite_store import columns, connect_read_only
 
 AUTHORS = {"user": "user", "me": "user", "assistant": "assistant", "ollama": "assistant", "system": "system"}
@@ -77,5 +77,5 @@ def _messages(chat: sqlite3.Row, rows: list[sqlite3.Row]) -> list[SourceMessage]
             raise RecordError(f"message {i}: text must be a string, not {type(text).__name__}")
         if text.strip():
             out.append(SourceMessage(role, text, extra=dict(extra) or None))
-    _check_unicode([], out)
+    check_unicode([], out)
     return out

@@ -3,7 +3,7 @@
 Why: a small model drops identifiers, numbers and paths, and the losses
 compound over chunk -> merge -> session -> reduce. Each summary is checked
 against the key items of what it summarizes (`audit_text`); what it lacks
-gets one repair call (in `compression.mapreduce`); what is still missing is
+gets one repair call (in `compression.step`); what is still missing is
 appended verbatim under a "Key items" heading (`append_section`), within a
 bounded share of the summary; what does not fit is recorded as dropped,
 never lost silently. The summary carries the items it answers for to the
