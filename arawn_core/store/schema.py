@@ -189,6 +189,6 @@ MIGRATIONS: list[str] = [
     # 7: the workstream list in its own order (`queries.workstreams`): the TUI's first screenful is
     # read from the index's first rows, not by sorting every workstream (1.9 ms -> 0.07 ms at 1,000).
     """
-    CREATE INDEX workstreams_in_list_order ON workstreams(state, is_scratch DESC, updated_at DESC);
+    CREATE INDEX IF NOT EXISTS workstreams_in_list_order ON workstreams(state, is_scratch DESC, updated_at DESC);
     """,
 ]
