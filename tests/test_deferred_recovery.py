@@ -8,48 +8,16 @@ A lost WAL stands in for a crash: the index is the last checkpoint, the files ho
 from __future__ import annotations
 
 import asyncio
-import shutil
 from pathlib import Path
 
 import pytest
 
 from arawn_core import events as ev
-from arawn_core.config import parse_settings
 from arawn_core.core import ArawnCore
 from arawn_core.errors import DatabaseError
 from arawn_core.store.repository import Repository
 from tests.fakes import FakeBackend
-
-
-def settings(data: Path):
-    return parse_settings("").with_data_dir(data)
-
-
-def crashed_copy(tmp_path: Path) -> Path:
-    """A data dir whose index misses a rename, a message and a workstream that its files hold."""
-    data, copy = tmp_path / "data", tmp_path / "copy"
-
-    async def work() -> None:
-        core = await ArawnCore.open(settings(data), FakeBackend())
-        try:
-            alpha = await core.create_workstream("Alpha")
-            await core.append_message(alpha.id, "user", "a1")
-        finally:
-            await core.close(end_sessions=False)  # checkpointed: the copy's index holds this
-        core = await ArawnCore.open(settings(data), FakeBackend())
-        try:
-            [alpha] = await core.list_workstreams()
-            await core.rename_workstream(alpha.id, "Alpha renamed")
-            await core.append_message(alpha.id, "user", "after the checkpoint")
-            await core.create_workstream("Born later")
-            shutil.copytree(data / "workstreams", copy / "workstreams", copy_function=shutil.copy2)
-            shutil.copy2(data / "arawn.db", copy / "arawn.db")  # without its WAL
-        finally:
-            await core.close(end_sessions=False)
-
-    asyncio.run(work())
-    assert not (copy / "arawn.db-wal").exists()
-    return copy
+from tests.lost_wal import lost_wal_copy, settings
 
 
 async def texts(core: ArawnCore, title: str) -> list[str]:
@@ -79,7 +47,7 @@ def hold_recovery(monkeypatch: pytest.MonkeyPatch) -> tuple[asyncio.Event, list[
 
 
 def test_reads_see_the_index_as_it_was_until_finish_open_catches_up(tmp_path: Path) -> None:
-    copy = crashed_copy(tmp_path)
+    copy = lost_wal_copy(tmp_path)
 
     async def run() -> None:
         core = await ArawnCore.open(settings(copy), FakeBackend(), defer_recovery=True)
@@ -101,7 +69,7 @@ def test_reads_see_the_index_as_it_was_until_finish_open_catches_up(tmp_path: Pa
 
 def test_a_write_before_finish_open_runs_the_recovery_first_and_waits(tmp_path: Path,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    copy = crashed_copy(tmp_path)
+    copy = lost_wal_copy(tmp_path)
 
     async def run() -> None:
         release, log = hold_recovery(monkeypatch)
@@ -151,7 +119,7 @@ def test_nothing_to_recover_reports_no_change(tmp_path: Path) -> None:
 
 
 def test_closing_with_live_sessions_runs_the_deferred_recovery_before_ending_them(tmp_path: Path) -> None:
-    copy = crashed_copy(tmp_path)
+    copy = lost_wal_copy(tmp_path)
 
     async def run() -> None:
         core = await ArawnCore.open(settings(copy), FakeBackend(), defer_recovery=True)
@@ -168,7 +136,7 @@ def test_closing_with_live_sessions_runs_the_deferred_recovery_before_ending_the
 
 
 def test_a_failed_recovery_refuses_writes_with_its_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    copy = crashed_copy(tmp_path)
+    copy = lost_wal_copy(tmp_path)
 
     async def broken(self: Repository) -> int:
         raise DatabaseError("the disk said no")

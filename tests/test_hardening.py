@@ -34,6 +34,7 @@ from arawn_core.llm.base import ChatOptions
 from arawn_core.llm.deadline import Deadline
 from arawn_core.llm.errors import LLMTimeout
 from tests.fakes import FakeBackend
+from tests.lost_wal import lost_wal_copy
 from tests.ollama_server import OllamaServer, ScriptedEngine
 
 REPO = Path(__file__).resolve().parents[1]
@@ -191,24 +192,7 @@ def test_a_deleted_index_is_noticed_and_rebuilt(tmp_path: Path) -> None:
 
 def test_an_index_older_than_its_files_catches_up(tmp_path: Path) -> None:
     """A lost WAL: the index is the last checkpoint; whatever was written after it is in the files only."""
-    data, copy = tmp_path / "data", tmp_path / "copy"
-    build(data, {"Alpha": [["a1"]]})
-
-    async def later_work() -> None:
-        core = await ArawnCore.open(parse_settings("").with_data_dir(data), FakeBackend())
-        try:
-            [alpha] = await core.list_workstreams()
-            await core.rename_workstream(alpha.id, "Alpha renamed")
-            await core.append_message(alpha.id, "user", "after the checkpoint")
-            await core.create_workstream("Born later")
-            # copy while the WAL holds all of that, without the WAL: as if it had been deleted
-            shutil.copytree(data / "workstreams", copy / "workstreams", copy_function=shutil.copy2)
-            shutil.copy2(data / "arawn.db", copy / "arawn.db")
-        finally:
-            await core.close(end_sessions=False)
-
-    asyncio.run(later_work())
-    assert not (copy / "arawn.db-wal").exists()
+    copy = lost_wal_copy(tmp_path)
     titles = sorted(w["title"] for w in ws_json(tmp_path, copy))
     assert titles == ["Alpha renamed", "Born later"]
     assert transcript(tmp_path, copy, "Alpha renamed")[0] == ["a1", "after the checkpoint"]

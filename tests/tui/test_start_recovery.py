@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 
 from arawn_core.store.repository import Repository
-from tests.test_deferred_recovery import crashed_copy
+from tests.lost_wal import lost_wal_copy
 from tests.tui.conftest import ready, wait_until
 
 
 async def test_the_recovery_runs_after_the_first_paint_and_the_list_follows(
         make_app, tui_settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    copy = await asyncio.to_thread(crashed_copy, tmp_path)  # it runs its own event loop
+    copy = await asyncio.to_thread(lost_wal_copy, tmp_path)  # it runs its own event loop
     app = make_app(tui_settings.with_data_dir(copy))
     seen: list[bool] = []
     real = Repository.catch_up_all
