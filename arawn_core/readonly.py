@@ -85,9 +85,10 @@ class ReadOnlyCore:
     def compression_model(self) -> str:
         """As `ArawnCore.compression_model` with the lazily chosen backend (which it predicts, once)."""
         if self._compression_model is None:
-            from arawn_core.llm.lazy import LazyBackend
+            from arawn_core.llm.prediction import embedded_model_name, predicted_kind
 
-            self._compression_model = LazyBackend(self.settings).model_override or self.settings.compression_model
+            embedded = predicted_kind(self.settings) == "embedded"
+            self._compression_model = embedded_model_name(self.settings) if embedded else self.settings.compression_model
         return self._compression_model
 
     def _one(self, sql: str, params: tuple[Any, ...]) -> Any:

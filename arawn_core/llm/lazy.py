@@ -8,12 +8,11 @@ defers that until a request, `info()` or the model name is really needed.
 
 from __future__ import annotations
 
-import importlib.util
-import socket
+import importlib
 from typing import TYPE_CHECKING, AsyncIterator
-from urllib.parse import urlsplit
 
 from arawn_core.llm.base import BackendInfo
+from arawn_core.llm.prediction import embedded_model_name, predicted_kind
 from arawn_core.llm.server_context import ContextMemory, ServerContext
 
 if TYPE_CHECKING:
@@ -21,17 +20,6 @@ if TYPE_CHECKING:
 
     from arawn_core.config import Settings
     from arawn_core.llm.base import ChatChunk, ChatMessage, ChatOptions, Completion, LLMBackend
-
-
-def _port_open(host: str, timeout_s: float = 0.2) -> bool:
-    """A cheap hint that something listens at the Ollama host (no HTTP client needed)."""
-    url = host if "://" in host else f"http://{host}"
-    parts = urlsplit(url)
-    try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 11434), timeout=timeout_s):
-            return True
-    except OSError:
-        return False
 
 
 class LazyBackend:
@@ -59,13 +47,7 @@ class LazyBackend:
     # ---- what callers read synchronously ---------------------------------
     def _predicted_kind(self) -> str:
         if self._prediction is None:
-            llm = self.settings.llm
-            if llm.backend != "auto":
-                self._prediction = llm.backend
-            elif _port_open(llm.resolved_host) or importlib.util.find_spec("llama_cpp") is None:
-                self._prediction = "ollama"
-            else:
-                self._prediction = "embedded"
+            self._prediction = predicted_kind(self.settings)
         return self._prediction
 
     @property
@@ -81,10 +63,7 @@ class LazyBackend:
         if self._backend is not None:
             return getattr(self._backend, "model_override", None)
         if self._predicted_kind() == "embedded":
-            from pathlib import Path
-
-            path = self.settings.llm.model_path
-            return Path(path).expanduser().stem if path else "gemma3-270m"
+            return embedded_model_name(self.settings)
         return None
 
     # ---- the protocol ----------------------------------------------------
