@@ -23,11 +23,13 @@ __all__ = ["inert", "one_line", "line"]
 def _c1() -> re.Pattern[str]:
     import re  # compiled on first use: most commands print no JSON
 
-    return re.compile("[\x7f-\x9f]")
+    # DEL, C1, and the bidi controls sanitize.inert shows as <U+...> (they reorder what a terminal shows)
+    return re.compile("[\x7f-\x9f\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]")
 
 
 def escape_c1(json_text: str) -> str:
-    """JSON text with DEL and C1 controls (U+0080-U+009F: CSI, OSC ... in 8 bits) as \\u escapes.
+    """JSON text with DEL, C1 controls (U+0080-U+009F: CSI, OSC ... in 8 bits) and bidi overrides
+    (U+202E ...) as \\u escapes.
 
     json escapes C0 controls itself but writes these raw; inside JSON they can only be in strings,
     where the escape means the same character, so the document parses to exactly the same data.

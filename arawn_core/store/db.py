@@ -51,11 +51,19 @@ log = logging.getLogger(__name__)
 BUSY_TIMEOUT_S = 30.0
 
 
+#: The longest wait $ARAWN_BUSY_TIMEOUT_S may ask for (a day); SQLite takes whole milliseconds.
+MAX_BUSY_TIMEOUT_S = 86_400.0
+
+
 def busy_timeout_s() -> float:
+    """$ARAWN_BUSY_TIMEOUT_S in [0, a day]; anything else (not a number, inf, nan) is the default."""
     try:
-        return max(0.0, float(os.environ.get("ARAWN_BUSY_TIMEOUT_S", BUSY_TIMEOUT_S)))
+        value = float(os.environ.get("ARAWN_BUSY_TIMEOUT_S", BUSY_TIMEOUT_S))
     except ValueError:
         return BUSY_TIMEOUT_S
+    if value != value or value in (float("inf"), float("-inf")):
+        return BUSY_TIMEOUT_S
+    return min(max(0.0, value), MAX_BUSY_TIMEOUT_S)
 
 
 from arawn_core.errors import EXIT_USAGE, DatabaseError, StorageError  # noqa: E402,F401  (re-exported)

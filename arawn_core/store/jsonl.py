@@ -232,7 +232,14 @@ def truncate_to(path: Path, size: int) -> None:
 
 
 def read_span(fh: Any, offset: int, length: int) -> dict[str, Any]:
-    """The JSON object at `offset`; ValueError if the bytes there are not one whole object line."""
+    """The JSON object at `offset`; ValueError if the bytes there are not one whole object line.
+
+    The span comes from the index, which a hand edit or damage can fill with anything: a
+    negative offset would fail the seek with a bare "Invalid argument", a huge length would
+    allocate it; both are a line that is not where the index says, like any edit."""
+    if not (isinstance(offset, int) and isinstance(length, int)) or offset < 0 or length <= 0 \
+            or offset + length > os.fstat(fh.fileno()).st_size:
+        raise ValueError("the index names a span the file does not have (the file or the index was edited)")
     fh.seek(offset)
     raw = fh.read(length)
     if len(raw) != length or not raw.endswith(b"\n"):
