@@ -37,6 +37,24 @@ def escape_c1(json_text: str) -> str:
     return _c1().sub(lambda m: f"\\u{ord(m.group()):04x}", json_text)
 
 
+def bounded_int(lo: int, hi: int) -> Callable[[str], int]:
+    """An argparse type: an integer in [lo, hi], else a one-line usage error naming the range.
+    Every integer on the command line goes through it: an unbounded one reaches SQLite, which
+    takes 64 bits (OverflowError), or a loop."""
+    import argparse
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{text[:40]} is out of range: use {lo} to {hi}")
+        return value
+    parse.__name__ = "integer"
+    return parse
+
+
 def print_json(doc: Any) -> None:
     sys.stdout.write(escape_c1(json.dumps(doc, ensure_ascii=False, default=str)))
     sys.stdout.write("\n")

@@ -199,3 +199,170 @@ def test_bidi_controls_are_escaped_in_json_and_jsonl_output(tmp_path: Path) -> N
     assert p.returncode == 0, p.stderr
     no_raw(p.stdout)
     assert json.loads(p.stdout.splitlines()[0])["content"] == "m" + BIDI
+
+
+# ------------------------------------------------------------------ command-line arguments
+
+
+def test_text_arguments_that_are_not_utf8_are_one_line_naming_the_argument(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    build(data, {"Alpha": [["a1"]]})
+    before = stored(data)
+    bad = os.fsdecode(b"bad \xff\xfe title")  # how undecodable argv bytes reach Python (PEP 383)
+    for argv, name in ((["ws", "create", bad], "title"), (["ws", "rename", "Alpha", bad], "title"),
+                       (["ws", "tag", "Alpha", "ok", bad], "tags"), (["pin", "Alpha", bad], "text")):
+        one_line(arawn(tmp_path, *argv, data=data), 2, f"argument {name}", "not valid UTF-8")
+    assert stored(data) == before
+
+
+@pytest.mark.parametrize("argv", [["--version", "99999999999999999999"], ["--revert", "99999999999999999999"],
+                                  ["--diff", "1", "99999999999999999999"], ["--version", "-1"]])
+def test_out_of_range_version_numbers_are_one_line(tmp_path: Path, argv: list[str]) -> None:
+    data = tmp_path / "data"
+    build(data, {"Alpha": [["a1"]]})
+    before = stored(data)
+    one_line(arawn(tmp_path, "summary", "Alpha", *argv, data=data), 2, argv[0], "out of range")
+    assert stored(data) == before
+
+
+def test_summary_set_from_a_fifo_is_refused_not_waited_on(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    build(data, {"Alpha": [["a1"]]})
+    before = stored(data)
+    fifo = tmp_path / "summary.fifo"
+    os.mkfifo(fifo)
+    one_line(arawn(tmp_path, "summary", "Alpha", "--set", str(fifo), data=data, timeout=30), 2,
+             "--set", str(fifo), "not a regular file")
+    assert stored(data) == before
+
+
+def test_an_unknown_search_role_is_refused_not_an_empty_result(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    build(data, {"Alpha": [["needle"]]})
+    one_line(arawn(tmp_path, "search", "needle", "--role", "usr\x1b[2J", data=data), 2, "--role", "assistant")
+    p = arawn(tmp_path, "search", "needle", "--role", "user", data=data)
+    assert p.returncode == 0 and "needle" in p.stdout
+
+
+def test_an_import_file_whose_name_is_not_utf8_imports(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    build(data, {"Alpha": [["a1"]]})
+    before = stored(data)
+    src = tmp_path / os.fsdecode(b"chat-\xff\xfe.jsonl")
+    src.write_text(json.dumps({"messages": [{"role": "user", "content": "q"},
+                                            {"role": "assistant", "content": "r"}]}) + "\n")
+    p = arawn(tmp_path, "--json", "import", str(src), data=data)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["conversations_imported"] == 1
+    no_raw(p.stderr)
+    titles = [w["title"] for w in json.loads(arawn(tmp_path, "--json", "ws", "list", data=data).stdout)]
+    assert "Imported: chat-\ufffd\ufffd.jsonl" in titles
+    after = stored(data)
+    assert all(after[k] == v for k, v in before.items())  # what was there is untouched
+
+
+# ------------------------------------------------------------------ the data dir's layout
+
+
+@pytest.mark.parametrize("how", ["file", "link"])
+def test_a_workstreams_dir_that_is_a_file_or_a_link_is_one_line_for_every_command(tmp_path: Path, how: str) -> None:
+    import shutil
+
+    data = tmp_path / "data"
+    build(data, {"Alpha": [["a1"]]})
+    root = data / "workstreams"
+    real = tmp_path / "elsewhere"
+    shutil.move(str(root), str(real))
+    if how == "file":
+        root.write_text("not a directory")
+    else:
+        root.symlink_to(real)
+    before = stored(real)
+    needle = "not a directory" if how == "file" else "symbolic link"
+    for argv in (["ws", "list"], ["ws", "show", "Alpha"], ["reindex"], ["ws", "create", "B"], ["search", "a1"]):
+        one_line(arawn(tmp_path, *argv, data=data), 2, str(root), needle)
+    assert stored(real) == before  # nothing written through the link
+
+
+def test_a_deleted_message_log_is_one_line_saying_reindex(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    ids = build(data, {"Alpha": [["a1", "a2"]], "Beta": [["b1"]]})
+    log = data / "workstreams" / ids["Alpha"] / "messages.jsonl"
+    [session] = json.loads(arawn(tmp_path, "--json", "ws", "show", "Alpha", data=data).stdout)["sessions"]
+    log.unlink()
+    before = stored(data)
+    for argv in (["session", "show", session["id"]], ["export", "Alpha"], ["search", "a1"]):
+        one_line(arawn(tmp_path, *argv, data=data), 1, str(log), "missing", "arawn --headless reindex")
+    assert arawn(tmp_path, "reindex", data=data).returncode == 0
+    p = arawn(tmp_path, "search", "b1", data=data)
+    assert p.returncode == 0 and "b1" in p.stdout, p.stderr
+    assert stored(data) == before
+
+
+# ------------------------------------------------------------------ misbehaving servers
+
+
+def _serve(chat_reply: bytes):
+    """A real HTTP server: Ollama's model list and show, and `chat_reply` (a raw response) for /api/chat."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def _json(self, doc) -> None:
+            body = json.dumps(doc).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            if self.path.startswith("/api/tags"):
+                self._json({"models": [{"name": "m:latest", "model": "m:latest", "size": 1, "digest": "x",
+                                        "modified_at": "2026-01-01T00:00:00Z", "details": {}}]})
+            else:
+                self._json({"version": "0.5.0"})
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if self.path.startswith("/api/chat") or self.path.startswith("/api/generate"):
+                self.wfile.write(chat_reply)
+                self.close_connection = True
+            else:
+                self._json({"model_info": {"f.context_length": 8192}, "details": {}, "template": "", "parameters": ""})
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def _raw(headers: str, body: bytes) -> bytes:
+    return f"HTTP/1.1 200 OK\r\n{headers}Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body
+
+
+@pytest.mark.parametrize("reply,needle", [
+    (_raw("Content-Type: application/json\r\nContent-Encoding: gzip\r\n", b"\x1f\x8bnot gzip at all"), "malformed reply"),
+    (_raw("Content-Type: application/x-ndjson\r\n", b'{"message": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n"),
+     "nested too deeply"),
+], ids=["bad_gzip", "deep_json"])
+def test_a_reply_the_client_cannot_decode_is_one_line_and_the_message_kept(tmp_path: Path, reply: bytes,
+                                                                           needle: str) -> None:
+    data = tmp_path / "data"
+    build(data, {"Alpha": [["a1", "a2"]]})
+    before = stored(data)
+    server = _serve(reply)
+    try:
+        cfg = tmp_path / "arawn.toml"
+        cfg.write_text(f'[llm]\nbackend = "ollama"\nhost = "http://127.0.0.1:{server.server_address[1]}"\n'
+                       'model = "m"\nrequest_timeout_s = 20.0\n')
+        err = one_line(arawn(tmp_path, "chat", "Alpha", "the question", data=data, config=cfg, timeout=60), 1,
+                       "127.0.0.1", needle)
+        assert "bug" not in err
+    finally:
+        server.shutdown()
+    after = stored(data)
+    assert all(after[k].startswith(v) for k, v in before.items())
+    assert any(b"the question" in v for v in after.values())  # the user's message is stored anyway
