@@ -8,6 +8,7 @@ compression jobs, import/export, reindex. State changes are published on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from dataclasses import dataclass, replace
@@ -87,6 +88,7 @@ class ArawnCore(MemoryCommands):
         self.events = ev.EventBus()
         repo.on_notice = lambda text: self.events.publish(ev.Notice(text))
         self._runner: JobRunner | None = None
+        self._recovery_reported = False  # finish_open has published what the recovery changed
         self.contexts = ContextMemory()  # the servers' context sizes (see `context_plan`)
 
     @property
@@ -102,25 +104,32 @@ class ArawnCore(MemoryCommands):
 
     # ---- lifecycle -----------------------------------------------------
     @classmethod
-    async def open(cls, settings: Settings, backend: LLMBackend | None = None) -> ArawnCore:
+    async def open(cls, settings: Settings, backend: LLMBackend | None = None,
+                   defer_recovery: bool = False) -> ArawnCore:
         """Open the data dir. A damaged index is moved aside (arawn.db.corrupt-<time>) and rebuilt from
-        the JSONL files, which hold everything it did; `notices` says so."""
+        the JSONL files, which hold everything it did; `notices` says so.
+
+        `defer_recovery` (the TUI): the check of every workstream's files against the index (what a
+        crash or a lost WAL left) is not done before this returns but at `finish_open()` or at the
+        first write, whichever comes first; every write waits for it. Reads meanwhile see the index
+        as it was; `finish_open()` says whether the check changed it."""
         data_dir = settings.data_dir
         loose = ensure_private_dir(data_dir, link_ok=True)
         try:
-            return await cls._open(settings, backend, loose)
+            return await cls._open(settings, backend, loose, defer_recovery)
         except CorruptIndex as exc:
             if not _writable_dir(data_dir):
                 raise
             damaged = exc.path
             aside = move_aside(damaged)
-        core = await cls._open(settings, backend, loose)
+        core = await cls._open(settings, backend, loose)  # a new index: recovered (rebuilt) at once
         core.repo.notice(f"{damaged} was damaged; moved it to {aside.name} and rebuilt the index from the"
                          " message files")
         return core
 
     @classmethod
-    async def _open(cls, settings: Settings, backend: LLMBackend | None, loose: bool = False) -> ArawnCore:
+    async def _open(cls, settings: Settings, backend: LLMBackend | None, loose: bool = False,
+                    defer_recovery: bool = False) -> ArawnCore:
         data_dir = settings.data_dir
         db = await Database.open(data_dir / "arawn.db")
         try:
@@ -145,7 +154,10 @@ class ArawnCore(MemoryCommands):
                 contexts = backend.memory  # type: ignore[attr-defined]
             core = cls(settings, db, repo, queue, backend, estimator)
             core.contexts = contexts
-            await core._recover()
+            if defer_recovery and not db.created and not db.read_only:
+                db.defer_writes(core._recover)
+            else:
+                await core._recover()
         except BaseException:
             await db.close()  # else the connection's thread keeps the process alive after the error
             raise
@@ -156,19 +168,40 @@ class ArawnCore(MemoryCommands):
         """One line per problem met reading or indexing the files (bad lines, a rebuilt index...)."""
         return self.repo.notices
 
-    async def _recover(self) -> None:
+    async def _recover(self) -> bool:
         """After a crash or a damaged/missing index: index what the files hold and SQLite misses
-        (workstreams, events, JSONL lines); orphaned running jobs back to pending."""
-        await self.repo.catch_up_all()
+        (workstreams, events, JSONL lines); orphaned running jobs back to pending. True if that
+        changed what the index holds (or left a notice)."""
+        notices = len(self.repo.notices)
+        changed = bool(await self.repo.catch_up_all())
         if self.db.read_only:
-            return
-        await self.queue.recover_orphans()
-        await self._recover_memory()  # once after the upgrade to schema 6: titles and versions
+            return changed or len(self.repo.notices) > notices
+        changed = bool(await self.queue.recover_orphans()) or changed
+        changed = await self._recover_memory() or changed  # once after the upgrade to schema 6
         if await self.repo.message_index_rebuild_pending():  # schema 3 replaced the full-text index
             await self.repo.rebuild_message_index()
+            changed = True
+        return changed or len(self.repo.notices) > notices
+
+    async def finish_open(self) -> bool:
+        """The recovery `open(defer_recovery=True)` left for later: run now, or awaited if a write
+        already started it. True if it changed the index (lists read before it are out of date);
+        its error, if it failed (every write raises it too). False if nothing was deferred."""
+        task = self.db.run_deferred()
+        if task is None:
+            return False
+        changed = bool(await asyncio.shield(task))
+        if changed and not self._recovery_reported:
+            self._recovery_reported = True
+            self.events.publish(ev.WorkstreamUpdated(""))  # any workstream may have changed
+        return changed
 
     async def close(self, end_sessions: bool | None = None) -> None:
         """End active sessions if asked (default: `end_sessions_on_quit`); queued jobs stay queued."""
+        task = self.db.deferred
+        if task is not None and not task.done():
+            with contextlib.suppress(Exception):
+                await task  # a deferred recovery under way: never close the connection under it
         if end_sessions is None:
             end_sessions = self.settings.workstream.end_sessions_on_quit
         if end_sessions:

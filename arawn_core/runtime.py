@@ -60,6 +60,7 @@ class Scheduler:
         self._idle_done = asyncio.Event()
         self._idle_done.set()
         self._last_length: int | None = None
+        self._before_claim: Callable[[], Awaitable[object]] | None = None  # see run()
 
     # ---- state -------------------------------------------------------------------
     @property
@@ -92,11 +93,14 @@ class Scheduler:
             self._recheck.set()  # the health loop moves to the shorter while-down period now
 
     # ---- the two ways to run ---------------------------------------------------------
-    async def run(self, first_health_check: Callable[[], Awaitable[object]] | None = None) -> None:
+    async def run(self, first_health_check: Callable[[], Awaitable[object]] | None = None,
+                  first_claim: Callable[[], Awaitable[object]] | None = None) -> None:
         """Work jobs, end idle sessions and watch the backend until `stop()`.
 
-        `first_health_check`, if given, is awaited before the first backend check (the TUI
-        holds it back until the first screen is painted)."""
+        `first_health_check`, if given, is awaited before the first backend check, and
+        `first_claim` before the first job is claimed (the TUI holds them back until the first
+        screen is painted: a claim is a write, and the open's deferred recovery goes first)."""
+        self._before_claim = first_claim
         tasks = [asyncio.create_task(self._health_loop(first_health_check), name="arawn-health"),
                  asyncio.create_task(self._idle_loop(), name="arawn-idle")]
         try:
@@ -173,6 +177,10 @@ class Scheduler:
         while len(self._running) < self.max_jobs and self.backend_up and not self.stopping:
             if not await queue.open_count(workstream_id):  # a read: an idle poll never opens a write transaction
                 break
+            if self._before_claim is not None:
+                wait, self._before_claim = self._before_claim, None
+                await self._unless_stopped(wait())
+                continue  # the world may have changed meanwhile (stopped, backend down)
             job = await queue.claim(workstream_id)
             if job is None:
                 break
@@ -184,6 +192,15 @@ class Scheduler:
             self._running[task] = job
             claimed += 1
         return claimed
+
+    async def _unless_stopped(self, awaitable: Awaitable[object]) -> None:
+        """Await it, or stop waiting as soon as `stop()` is called."""
+        waits = {asyncio.ensure_future(awaitable), asyncio.ensure_future(self._stop.wait())}
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
 
     def _collect(self, pause_on_down: bool = True) -> list[JobOutcome]:
         """Outcomes of the jobs that ended; a backend that could not be reached pauses claiming."""

@@ -33,6 +33,7 @@ from arawn_tui import workers as groups
 from arawn_tui.commands import ArawnCommands
 from arawn_tui.sanitize import one_line
 from arawn_tui.screens.main import MainScreen
+from arawn_tui.widgets.workstream_list import rows_that_fit
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ class ArawnApp(App[None]):
         self._paused_warned = False
         self._shutting_down = False
         self.first_screen_painted = asyncio.Event()  # set by the main screen once its first list is shown
+        self.ready = False  # Textual's Ready: the start-up batch is over, paints from now on are shown
         self._core_settled = asyncio.Event()
 
     # ---- lifecycle ---------------------------------------------------------------
@@ -98,14 +100,19 @@ class ArawnApp(App[None]):
     @work(group=groups.CORE, exit_on_error=False)
     async def open_core(self) -> None:
         try:
-            core = await ArawnCore.open(self.settings, self.backend)
+            # The check of every workstream's files against the index (what a crash left) waits
+            # until the first screen is up (see finish_open); every write waits for it.
+            core = await ArawnCore.open(self.settings, self.backend, defer_recovery=True)
             # The first list comes with the news that the core is open: one hop less to a full screen.
-            # Only what fits on screen (a row is at least one line): the rest is read after it.
-            first = self.size.height + 1
+            # Only what fits on screen (a row is at least ROW_MIN_LINES high): the rest is read after it.
+            first = rows_that_fit(self.size.height)
             workstreams = await core.list_workstreams(limit=first)
             self._core_opened(core, workstreams, partial=len(workstreams) >= first)
         finally:
             self._core_settled.set()  # open or failed (worker_state_changed reports a failure)
+
+    def on_ready(self) -> None:
+        self.ready = True
 
     def first_screen_shown(self) -> None:
         """The main screen has painted its first list (or it never came): the start-up is over."""
@@ -113,6 +120,14 @@ class ArawnApp(App[None]):
             if self.tune_gc:
                 gc_pause.freeze_and_resume()
             self.first_screen_painted.set()
+            if self.core is not None:
+                self.finish_open(self.core)
+
+    @work(group=groups.CORE, exit_on_error=False)
+    async def finish_open(self, core: ArawnCore) -> None:
+        """The open's deferred recovery, once the first screen is up: it indexes what a crash left
+        (the engine then says every workstream may have changed, and the lists are read anew)."""
+        await core.finish_open()
 
     def _core_opened(self, core: ArawnCore, workstreams: list[Workstream] | None = None,
                      partial: bool = False) -> None:
@@ -121,13 +136,16 @@ class ArawnApp(App[None]):
         for text in core.notices[:5]:  # what opening the store met (bad lines, a rebuilt index ...)
             self._notice(text)
         self.main_screen.post_message(m.CoreReady(workstreams, partial))
+        if self.first_screen_painted.is_set():  # the first screen came up without the core (slow open)
+            self.finish_open(core)
         self.scheduler = core.scheduler()
         self.run_scheduler(self.scheduler)  # jobs queued before the last quit (or a crash) resume now
 
     @work(group=groups.SCHEDULER, exit_on_error=False, description="background work")
     async def run_scheduler(self, scheduler: Scheduler) -> None:
         """The engine's scheduler, until close_core stops it."""
-        await scheduler.run(first_health_check=self._before_first_backend_check)
+        await scheduler.run(first_health_check=self._before_first_backend_check,
+                            first_claim=self.first_screen_painted.wait)
 
     async def _before_first_backend_check(self) -> None:
         core = self.core

@@ -293,3 +293,32 @@ async def test_new_work_while_down_looks_for_the_backend_at_once(data_dir: Path,
     await scheduler.stop()
     await task
     await core.close(end_sessions=False)
+
+
+async def test_no_job_is_claimed_before_first_claim_says_so(data_dir: Path) -> None:
+    """The TUI holds claims (writes) back until its first screen is up: queued jobs wait for
+    the hook, then run; a stop while waiting for it returns at once and leaves them queued."""
+    backend = FakeBackend()
+    core = await open_core(data_dir, backend, max_jobs=2)
+    await ended_sessions(core, 2)
+    events = Events(core)
+    painted = asyncio.Event()
+    scheduler = core.scheduler()
+    task = asyncio.create_task(scheduler.run(first_claim=painted.wait))
+    for _ in range(30):  # many loop turns: the jobs are due and the backend is up, yet nothing runs
+        await asyncio.sleep(0.01)
+        assert not scheduler.running_jobs and backend.calls == 0
+    painted.set()
+    await until(lambda: len(events.of(ev.JobCompleted)) == 4, what="2 session jobs and 2 folds")
+    await scheduler.stop()
+    await task
+
+    await ended_sessions(core, 1)
+    never = asyncio.Event()
+    scheduler = core.scheduler()
+    task = asyncio.create_task(scheduler.run(first_claim=never.wait))
+    await asyncio.sleep(0.05)
+    await asyncio.wait_for(scheduler.stop(), 5)  # not held up by a first paint that never comes
+    await asyncio.wait_for(task, 5)
+    assert [j.state for j in await core.list_jobs(JobState.PENDING)] == [JobState.PENDING]
+    await core.close(end_sessions=False)

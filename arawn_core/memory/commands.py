@@ -253,15 +253,16 @@ class MemoryCommands:
         self.events.publish(ev.WorkstreamUpdated(session.workstream_id))
         return await self.repo.get_session(session.id)
 
-    async def _recover_memory(self) -> None:
-        await self._backfill_titles()
-        await self._backfill_versions()
+    async def _recover_memory(self) -> bool:
+        """Once after the upgrade to schema 6: True if it filled anything in."""
+        titles = await self._backfill_titles()
+        return await self._backfill_versions() or titles
 
-    async def _backfill_versions(self) -> None:
+    async def _backfill_versions(self) -> bool:
         """A store from before versions: every workstream summary its events.jsonl recorded becomes a
         version, in order (as `reindex` would number them), so the history starts complete."""
         if not await self.repo.kv_get("versions_backfill"):
-            return
+            return False
         ws_ids = [r[0] for r in await self.db.fetchall("SELECT id FROM workstreams ORDER BY rowid")]
         per_ws: dict[str, list[tuple[Summary, VersionMeta | None]]] = {}
         for ws_id in ws_ids:
@@ -282,11 +283,12 @@ class MemoryCommands:
                     for summary, meta in found:
                         await store.record_version(c, summary, meta)
             await c.execute("DELETE FROM kv WHERE key = 'versions_backfill'")
+        return True
 
-    async def _backfill_titles(self) -> None:
+    async def _backfill_titles(self) -> bool:
         """Sessions stored before titles existed get theirs from their first user message (once)."""
         if not await self.repo.kv_get("titles_backfill"):
-            return
+            return False
         rows = await self.db.fetchall(
             "SELECT s.id, s.workstream_id, m.offset, m.length FROM sessions s JOIN messages m ON m.rowid ="
             " (SELECT rowid FROM messages WHERE session_id = s.id AND role = 'user' ORDER BY offset LIMIT 1)"
@@ -306,3 +308,4 @@ class MemoryCommands:
         async with self.db.transaction() as c:
             await store.set_titles(c, firsts)
             await c.execute("DELETE FROM kv WHERE key = 'titles_backfill'")
+        return True

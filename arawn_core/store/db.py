@@ -11,8 +11,9 @@ import sqlite3
 import stat
 import time
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Iterable
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable
 
 import aiosqlite
 
@@ -53,6 +54,9 @@ BUSY_TIMEOUT_S = 30.0
 
 #: The longest wait $ARAWN_BUSY_TIMEOUT_S may ask for (a day); SQLite takes whole milliseconds.
 MAX_BUSY_TIMEOUT_S = 86_400.0
+
+#: True inside the deferred part of an open (`Database.defer_writes`): its own writes pass the gate.
+FIRST_WRITER: ContextVar[bool] = ContextVar("arawn_first_writer", default=False)
 
 
 def busy_timeout_s() -> float:
@@ -200,6 +204,10 @@ class Database:
         #: message files changed later than this hold what the index may miss.
         self.changed_ns = 0
         self._write_lock = asyncio.Lock()
+        #: Set by `defer_writes`: what must run before any other write, until it has succeeded.
+        self._first: Callable[[], Awaitable[Any]] | None = None
+        #: Its run (see `run_deferred`), kept for its result once the gate is open.
+        self.deferred: asyncio.Task[Any] | None = None
 
     @classmethod
     async def open(cls, path: Path) -> Database:
@@ -311,6 +319,8 @@ class Database:
         still held (e.g. cutting a JSONL line back off, before anyone else can append).
         """
         self.refuse_write()
+        if self._first is not None and not FIRST_WRITER.get():
+            await asyncio.shield(self.run_deferred())  # raises its error, if it failed
         async with self._write_lock:
             # BEGIN runs in aiosqlite's thread even if we are cancelled while waiting for it:
             # finish it, roll it back and only then let the cancellation through, or the
@@ -341,6 +351,26 @@ class Database:
                         if self.conn.in_transaction:
                             raise
                 raise _db_error(exc, self.path)
+
+    def defer_writes(self, first: Callable[[], Awaitable[Any]]) -> None:
+        """Every write waits until `first` (the open's crash recovery) has run; it runs at
+        `run_deferred()` or at the first write, whichever comes first, so nothing can wait for it
+        forever. Reads go on meanwhile (the TUI paints its first screen from the index as it is).
+        Its own writes pass (`FIRST_WRITER`); if it fails, every write raises its error."""
+        self._first = first
+
+    def run_deferred(self) -> asyncio.Task[Any] | None:
+        """Start the deferred work if it has not started (None if nothing was deferred)."""
+        first = self._first
+        if self.deferred is None and first is not None:
+            async def run() -> Any:
+                FIRST_WRITER.set(True)  # in this task's own copy of the context only
+                result = await first()
+                self._first = None  # the gate opens
+                return result
+
+            self.deferred = asyncio.get_running_loop().create_task(run())
+        return self.deferred
 
     async def fetchall(self, sql: str, params: Iterable[Any] | dict[str, Any] = ()) -> list[aiosqlite.Row]:
         # one round trip (execute, fetch and close in the connection's thread), not three

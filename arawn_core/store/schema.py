@@ -186,4 +186,9 @@ MIGRATIONS: list[str] = [
     INSERT OR REPLACE INTO kv (key, value) SELECT 'versions_backfill', '1' WHERE EXISTS (SELECT 1 FROM summaries);
     INSERT OR REPLACE INTO kv (key, value) SELECT 'titles_backfill', '1' WHERE EXISTS (SELECT 1 FROM sessions);
     """,
+    # 7: the workstream list in its own order (`queries.workstreams`): the TUI's first screenful is
+    # read from the index's first rows, not by sorting every workstream (1.9 ms -> 0.07 ms at 1,000).
+    """
+    CREATE INDEX workstreams_in_list_order ON workstreams(state, is_scratch DESC, updated_at DESC);
+    """,
 ]

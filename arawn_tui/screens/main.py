@@ -82,7 +82,8 @@ class MainScreen(MemoryActions, RecallActions, Screen[None]):
         self._dirty: set[str] = set()
         self._refresh_scheduled = False
         self._refresh_running = False
-        self.loaded = False  # the first workstream list is on screen
+        self.loaded = False  # the first workstream list is set (Painted follows its first frame)
+        self._rest_of_list_due = False  # the first list was only a screenful: the rest follows its paint
         self._escape_state = (False, False)
         self.search_query = ""  # the last search, offered again by the next ctrl+f
         self.search_this_workstream = False
@@ -204,9 +205,8 @@ class MainScreen(MemoryActions, RecallActions, Screen[None]):
         if message.workstreams is None:
             self.load_workstreams()
         else:
+            self._rest_of_list_due = message.partial  # read once the first screenful is painted
             await self.on_workstreams_loaded(m.WorkstreamsLoaded(message.workstreams))
-            if message.partial:  # the first screenful is up: now the whole list
-                self.load_workstreams()
 
     @work(group=groups.LOAD_LIST, exclusive=True, exit_on_error=False)
     async def load_workstreams(self, select: str | None = None) -> None:
@@ -217,8 +217,6 @@ class MainScreen(MemoryActions, RecallActions, Screen[None]):
     async def on_workstreams_loaded(self, message: m.WorkstreamsLoaded) -> None:
         select = message.select or self.sidebar.workstream_id or self.ws_id  # the highlight as it is now
         self.sidebar.set_workstreams(message.workstreams, select)
-        if not self.loaded:
-            self.call_after_refresh(self.arawn.first_screen_shown)
         self.loaded = True
         if not message.workstreams:
             self.ws_id = None
@@ -226,6 +224,18 @@ class MainScreen(MemoryActions, RecallActions, Screen[None]):
             self.summary_panel.show_session(None, None)
             self._set_title()
             await self.chat_pane.show_empty()
+
+    def on_workstream_list_painted(self, message: WorkstreamList.Painted) -> None:
+        """The first list is on screen: the start-up is over (the app's deferred work may run),
+        and the rest of the list (beyond the first screenful) is read now."""
+        wl = self.workstream_list
+        if wl.first_paint_seen or not self.arawn.ready:  # painted inside the start-up batch: not shown
+            return
+        wl.first_paint_seen = True
+        self.arawn.first_screen_shown()
+        if self._rest_of_list_due:
+            self._rest_of_list_due = False
+            self.load_workstreams()
 
     # ---- the sidebar -----------------------------------------------------------------
     def on_sidebar_workstream_highlighted(self, message: Sidebar.WorkstreamHighlighted) -> None:
@@ -403,10 +413,12 @@ class MainScreen(MemoryActions, RecallActions, Screen[None]):
             while self._dirty and self.core is not None:
                 core = self.core
                 ids, self._dirty = self._dirty, set()
-                if "" in ids:  # e.g. a reindex: everything may have changed
+                if "" in ids:  # e.g. a reindex: everything may have changed, the one shown too
                     # no `select`: the highlight stays where it is when the list arrives, not where it was
                     self.post_message(m.WorkstreamsLoaded(await core.list_workstreams()))
                     ids.discard("")
+                    if self.ws_id is not None:
+                        ids.add(self.ws_id)
                 for ws_id in ids:
                     try:
                         ws = await core.get_workstream(ws_id)

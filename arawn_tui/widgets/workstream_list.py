@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from textual.content import Content
 from textual.geometry import Region
+from textual.message import Message
 from textual.strip import Strip
 from textual.timer import Timer
 from textual.widgets import OptionList
@@ -35,12 +36,26 @@ def workstream_row(ws: Workstream) -> Content:
     return ListRow.of(Content.assemble(head, "\n", details))
 
 
+ROW_MIN_LINES = 2  # a row is its title and its details line, each wrapped: never fewer lines
+
+
+def rows_that_fit(lines: int) -> int:
+    """The most rows `lines` lines can show (the last one partly): the first screenful."""
+    return lines // ROW_MIN_LINES + 1
+
+
 PROGRESS_REPAINT_S = 0.25
 FOLLOW_UP_ROWS = 250  # rows added per step after the first frame (a few ms each)
 
 
 class WorkstreamList(OptionList):
     """Workstreams; highlighting one selects it (the screen loads its sessions and chat)."""
+
+    class Painted(Message):
+        """A list set by `set_workstreams` was painted: posted from each paint until the screen
+        says `first_paint_seen` (a paint during the app's start-up batch is never shown, so the
+        screen waits for one after the app is ready). What waits for the first screen (the
+        rest of the list, the open's deferred recovery) then runs after that frame."""
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -50,6 +65,8 @@ class WorkstreamList(OptionList):
         self._progress_timer: Timer | None = None
         self._pending: dict[str, None] = {}  # ids whose rows are added after the first frame, in order
         self._follow_up_due = False
+        self._set_once = False  # set_workstreams has been called: the next paint shows a list
+        self.first_paint_seen = False  # set by the screen: no more Painted messages
 
     def set_workstreams(self, workstreams: list[Workstream], select: str | None = None) -> None:
         """Replace every row; keep (or move to) the selected workstream.
@@ -57,6 +74,7 @@ class WorkstreamList(OptionList):
         The rows that fit on screen (and the selected one) now, the others after the first
         frame (`_add_pending`)."""
         self.workstreams = {ws.id: ws for ws in workstreams}
+        self._set_once = True
         order = [ws.id for ws in workstreams]
         first = max(self._rows_on_screen(), order.index(select) + 1 if select in self.workstreams else 0)
         self._pending = dict.fromkeys(order[first:])  # in list order
@@ -68,9 +86,9 @@ class WorkstreamList(OptionList):
             self.highlighted = 0
 
     def _rows_on_screen(self) -> int:
-        """How many rows can be visible at most: every row is at least one line high."""
+        """How many rows can be visible at most: every row is at least ROW_MIN_LINES high."""
         region = self.scrollable_content_region
-        return max(region.height, self.app.size.height if self.is_attached else 0) + 1
+        return rows_that_fit(max(region.height, self.app.size.height if self.is_attached else 0))
 
     def _option(self, ws_id: str) -> Option:
         return Option(workstream_row(self.workstreams[ws_id]), id=ws_id)
@@ -79,6 +97,8 @@ class WorkstreamList(OptionList):
         """The Line API's paint: once the rows on screen are painted, the next step of rows not
         added yet follows that frame (each step's own paint schedules the next)."""
         lines = super().render_lines(crop)
+        if self._set_once and not self.first_paint_seen:
+            self.post_message(self.Painted())
         if self._pending and not self._follow_up_due:
             self._follow_up_due = True
             self.call_after_refresh(self._add_pending)
