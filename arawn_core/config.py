@@ -324,6 +324,18 @@ def check_settings(settings: Settings, where: str) -> None:
         raise ConfigError(f"{where}: key workstream.compression.model is blank; remove it to use llm.model")
 
 
+def _check_data_dir(settings: Settings, where: str) -> None:
+    """A data dir whose `~user` names nobody (or `~` with no home) fails at its first use with
+    a RuntimeError from pathlib: refused here, naming where it was given."""
+    if not settings.workstream.data_dir:
+        return
+    try:
+        settings.data_dir  # noqa: B018 - expands ~
+    except RuntimeError as exc:
+        raise ConfigError(f"{where}: {_shown(settings.workstream.data_dir)!r} cannot be expanded ({exc});"
+                          " give the full path") from None
+
+
 def check_environment(settings: Settings) -> None:
     """$OLLAMA_HOST is read only when [llm] host is empty (and the backend is not openai); then it
     must be a host too."""
@@ -399,5 +411,6 @@ def load_settings(config: str | None = None, data_dir: str | None = None) -> Set
         if not data_dir.strip():  # `--data-dir "$DIR"` with DIR unset must not mean the default data dir
             raise ConfigError("--data-dir is empty: name the data directory, or leave it out")
         settings = settings.with_data_dir(data_dir)
+    _check_data_dir(settings, "--data-dir" if data_dir is not None else f"{settings.source}: key workstream.data_dir")
     check_environment(settings)
     return settings

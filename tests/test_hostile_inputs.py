@@ -366,3 +366,20 @@ def test_a_reply_the_client_cannot_decode_is_one_line_and_the_message_kept(tmp_p
     after = stored(data)
     assert all(after[k].startswith(v) for k, v in before.items())
     assert any(b"the question" in v for v in after.values())  # the user's message is stored anyway
+
+
+@pytest.mark.parametrize("given", ["option", "config"])
+@pytest.mark.parametrize("value,needle", [("~no-such-user-arawn/data", "cannot be expanded"),
+                                          ("/tmp/" + "d" * 300, "File name too long")], ids=["tilde_user", "too_long"])
+def test_a_data_dir_the_file_system_cannot_have_is_one_line(tmp_path: Path, given: str, value: str,
+                                                            needle: str) -> None:
+    if given == "option":
+        run = lambda *argv: arawn(tmp_path, "--data-dir", value, *argv)  # noqa: E731
+        where = "--data-dir" if "~" in value else value[:40]
+    else:
+        cfg = tmp_path / "arawn.toml"
+        cfg.write_text(f'[workstream]\ndata_dir = "{value}"\n')
+        run = lambda *argv: arawn(tmp_path, *argv, config=cfg)  # noqa: E731
+        where = "workstream.data_dir" if "~" in value else value[:40]
+    for argv in (["ws", "list"], ["ws", "create", "x"]):
+        one_line(run(*argv), 2, where, needle)

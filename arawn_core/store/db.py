@@ -133,6 +133,9 @@ def ensure_private_dir(path: Path, *, link_ok: bool = False) -> bool:
         raise DataDirError(f"{path}: cannot be a directory because {blocker} is a file; point --data-dir or"
                            " [workstream] data_dir elsewhere") from None
     except OSError as exc:
+        if exc.errno in (errno.ENAMETOOLONG, errno.ELOOP):  # path.is_dir() itself would raise on these
+            raise DataDirError(f"{str(path)[:300]}: cannot be the data dir: {exc.strerror}; point --data-dir or"
+                               " [workstream] data_dir elsewhere") from None
         if not path.is_dir():
             if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
                 raise ReadOnlyStore(f"{path}: cannot be created: {exc.strerror} (the data dir is read-only?);"
