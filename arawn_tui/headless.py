@@ -434,6 +434,10 @@ HANDLERS: dict[str, Callable[[ArawnCore, argparse.Namespace], Any]] = {
 
 def run(argv: list[str], backend: LLMBackend | None = None) -> int:
     """Parse, run one command, map every expected failure to one stderr line and an exit code."""
+    if sys.stderr is None:  # started with stderr closed (2>&-): the one line still needs somewhere to go
+        sys.stderr = open(os.devnull, "w")
+    if sys.stdout is None:  # started with stdout closed (>&-): say so, rather than a bug line at the first print
+        return _fail("standard output is closed; redirect it to a file or /dev/null", EXIT_USAGE)
     try:
         args = build_parser().parse_args(argv)
         check_text_arguments(args)

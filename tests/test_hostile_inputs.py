@@ -383,3 +383,41 @@ def test_a_data_dir_the_file_system_cannot_have_is_one_line(tmp_path: Path, give
         where = "workstream.data_dir" if "~" in value else value[:40]
     for argv in (["ws", "list"], ["ws", "create", "x"]):
         one_line(run(*argv), 2, where, needle)
+
+
+def test_a_closed_stdout_is_one_line_not_a_bug_line(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    build(data, {"Alpha": [["a1"]]})
+    before = stored(data)
+    closed = ["sh", "-c", 'exec "$@" >&-', "sh"]  # the CLI starts with file descriptor 1 closed
+    for argv in (["ws", "list"], ["export", "Alpha"], ["ws", "create", "B"]):
+        one_line(arawn(tmp_path, *argv, data=data, prefix=closed), 2, "standard output is closed")
+    assert stored(data) == before
+
+
+@pytest.mark.parametrize("fmt,doc,needle", [
+    ("chatgpt", [{"mapping": {"a": {"parent": None, "message": {"author": {"role": ["user"]},
+                                                                "content": {"content_type": "text", "parts": ["p"]}}}},
+                  "current_node": "a", "title": "t"}], "no visible messages"),
+    ("openwebui", [{"chat": {"history": {"messages": {"a": {"parentId": None, "role": ["user"], "content": "c"}},
+                                         "currentId": "a"}}, "title": "t"}], "role ['user']"),
+])
+def test_an_import_record_with_a_list_where_a_role_belongs_is_skipped_and_named(tmp_path: Path, fmt: str, doc,
+                                                                                   needle: str) -> None:
+    data = tmp_path / "data"
+    build(data, {"Alpha": [["a1"]]})
+    before = stored(data)
+    good = {"chatgpt": {"mapping": {"b": {"parent": None, "message": {"author": {"role": "user"},
+                                                                      "content": {"content_type": "text", "parts": ["ok"]}}}},
+                        "current_node": "b", "title": "fine"},
+            "openwebui": {"chat": {"history": {"messages": {"b": {"parentId": None, "role": "user", "content": "ok"}},
+                                               "currentId": "b"}}, "title": "fine"}}[fmt]
+    src = tmp_path / "export.json"
+    src.write_text(json.dumps([*doc, good]))
+    p = arawn(tmp_path, "--json", "import", str(src), "--format", fmt, data=data)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["conversations_imported"] == 1
+    [problem] = [line for line in p.stderr.splitlines() if line.startswith("arawn: ")]
+    assert "record 0" in problem and needle in problem and "bug" not in problem
+    after = stored(data)
+    assert all(after[k] == v for k, v in before.items())
