@@ -56,8 +56,32 @@ def host_problem(value: str) -> str | None:
     if parts.query or parts.fragment or "?" in url or "#" in url:
         return "a host URL has no ?query or #fragment"
     bracketed = parts.netloc.rsplit("@", 1)[-1].startswith("[")
-    if not bracketed and not set(parts.hostname) <= _HOSTNAME_CHARS:
-        return f"{parts.hostname!r} is not a host name"
+    return _address_problem(parts.hostname, bracketed)
+
+
+def _address_problem(name: str, bracketed: bool) -> str | None:
+    """What the HTTP client would refuse later (with its own exception, as a traceback or a bug
+    line at the first request): a bad IPv6 literal, a dotted number that is no IPv4 address, a
+    label DNS cannot carry (over 63 characters, or a name over 253)."""
+    import ipaddress
+
+    if bracketed:
+        try:
+            ipaddress.IPv6Address(name.split("%", 1)[0])
+        except ValueError:
+            return f"{_shown(name)[:80]!r} is not an IPv6 address"
+        return None
+    if not set(name) <= _HOSTNAME_CHARS:
+        return f"{_shown(name)[:80]!r} is not a host name"
+    labels = name.rstrip(".").split(".")
+    if all(label.isdigit() for label in labels):
+        try:
+            ipaddress.IPv4Address(name.rstrip("."))
+        except ValueError:
+            return f"{name[:80]!r} is not an IPv4 address"
+        return None
+    if len(name) > 253 or any(not label or len(label) > 63 for label in labels):
+        return f"{name[:80]!r} is not a host name (a DNS name has labels of 1 to 63 characters, 253 in all)"
     return None
 
 
@@ -266,6 +290,8 @@ def parse_settings(text: str, where: str = "<config>") -> Settings:
     except tomllib.TOMLDecodeError as exc:
         # tomllib's message ends with "(at line N, column M)"
         raise ConfigError(f"{where}: invalid TOML: {exc}") from None
+    except RecursionError:  # tomllib recurses per nested array or inline table
+        raise ConfigError(f"{where}: invalid TOML: arrays or inline tables nested too deeply") from None
     settings = _build(Settings, data, "", where)
     check_settings(settings, where)
     return replace(settings, source=where)
@@ -298,6 +324,18 @@ def check_settings(settings: Settings, where: str) -> None:
         raise ConfigError(f"{where}: key workstream.compression.model is blank; remove it to use llm.model")
 
 
+def _check_data_dir(settings: Settings, where: str) -> None:
+    """A data dir whose `~user` names nobody (or `~` with no home) fails at its first use with
+    a RuntimeError from pathlib: refused here, naming where it was given."""
+    if not settings.workstream.data_dir:
+        return
+    try:
+        settings.data_dir  # noqa: B018 - expands ~
+    except RuntimeError as exc:
+        raise ConfigError(f"{where}: {_shown(settings.workstream.data_dir)!r} cannot be expanded ({exc});"
+                          " give the full path") from None
+
+
 def check_environment(settings: Settings) -> None:
     """$OLLAMA_HOST is read only when [llm] host is empty (and the backend is not openai); then it
     must be a host too."""
@@ -319,7 +357,9 @@ def default_config_path() -> Path:
 
 def find_config(explicit: str | None = None) -> Path | None:
     """The lookup order from DESIGN: --config, $ARAWN_CONFIG, ./arawn.toml, user config dir."""
-    if explicit:
+    if explicit is not None:
+        if not explicit:
+            raise ConfigError("--config is empty: name a config file, or leave it out")
         return _given_config(Path(explicit).expanduser(), "--config")
     env = os.environ.get("ARAWN_CONFIG")
     if env:
@@ -331,11 +371,21 @@ def find_config(explicit: str | None = None) -> Path | None:
 
 
 def _given_config(path: Path, given_by: str) -> Path:
-    if path.is_dir():
+    import errno
+    import stat
+
+    try:
+        mode = path.stat().st_mode  # any error the file system gives (too long, a link loop) is the line
+    except OSError as exc:
+        what = "config file not found" if exc.errno in (errno.ENOENT, errno.ENOTDIR) else \
+            f"cannot read config: {exc.strerror}"
+        raise ConfigError(f"{path}: {what} (given by {given_by})") from None
+    except ValueError:  # a NUL in the path
+        raise ConfigError(f"{_shown(str(path))!r}: not a usable path (given by {given_by})") from None
+    if stat.S_ISDIR(mode):
         raise ConfigError(f"{path}: is a directory, not a config file (given by {given_by}); name the arawn.toml in it")
-    if not path.is_file():
-        what = "config file not found" if not path.exists() else "not a regular file"
-        raise ConfigError(f"{path}: {what} (given by {given_by})")
+    if not stat.S_ISREG(mode):
+        raise ConfigError(f"{path}: not a regular file (given by {given_by})")
     return path
 
 
@@ -357,7 +407,10 @@ def load_settings(config: str | None = None, data_dir: str | None = None) -> Set
             line = raw[: exc.start].count(b"\n") + 1
             raise ConfigError(f"{path}: line {line}: config is not valid UTF-8") from None
         settings = parse_settings(text, str(path))
-    if data_dir:
+    if data_dir is not None:
+        if not data_dir.strip():  # `--data-dir "$DIR"` with DIR unset must not mean the default data dir
+            raise ConfigError("--data-dir is empty: name the data directory, or leave it out")
         settings = settings.with_data_dir(data_dir)
+    _check_data_dir(settings, "--data-dir" if data_dir is not None else f"{settings.source}: key workstream.data_dir")
     check_environment(settings)
     return settings

@@ -425,7 +425,7 @@ def _recency(timestamp: str, now: datetime) -> float:
 
 def _read_contents(path: Any, candidates: list[_Candidate]) -> list[str]:
     out = []
-    with open(path, "rb") as fh:
+    with jsonl.open_read(path) as fh:  # never through a link planted in the data dir
         for c in candidates:
             try:
                 out.append(str(jsonl.read_span(fh, c.offset, c.length).get("content", "")))

@@ -19,6 +19,9 @@ if TYPE_CHECKING:  # the fast read path (`ws list`) builds the parser without lo
     from arawn_core.memory.pins import Pin, PinFit
     from arawn_core.memory.versions import SummaryVersion
 
+#: A summary version number on the command line (SQLite holds 64-bit integers; nobody has 10**9 versions).
+VERSION_NUMBER = out.bounded_int(1, 10 ** 9)
+
 
 def add_parsers(sub: Any) -> None:
     """`pin`, `pins`, `unpin` (the other memory options hang off existing commands)."""
@@ -36,9 +39,9 @@ def add_summary_options(summary: argparse.ArgumentParser) -> None:
     what.add_argument("--set", metavar="FILE", help="replace the summary with FILE (- reads stdin): a new version"
                       " by you; the lines you add or change are kept by later compressions")
     what.add_argument("--history", action="store_true", help="every version: number, author, sessions covered")
-    what.add_argument("--diff", nargs=2, type=int, metavar=("A", "B"), help="unified diff of versions A and B")
-    what.add_argument("--revert", type=int, metavar="N", help="make version N current again (as a new version)")
-    what.add_argument("--version", type=int, metavar="N", dest="show_version", help="print version N")
+    what.add_argument("--diff", nargs=2, type=VERSION_NUMBER, metavar=("A", "B"), help="unified diff of versions A and B")
+    what.add_argument("--revert", type=VERSION_NUMBER, metavar="N", help="make version N current again (as a new version)")
+    what.add_argument("--version", type=VERSION_NUMBER, metavar="N", dest="show_version", help="print version N")
 
 
 def wants_memory(args: argparse.Namespace) -> bool:
@@ -47,11 +50,16 @@ def wants_memory(args: argparse.Namespace) -> bool:
 
 
 def read_text(source: str, what: str) -> str:
-    """`-` is stdin, else a file; a missing or undecodable file is a usage error naming it."""
+    """`-` is stdin, else a file; a missing, undecodable or non-regular file (a FIFO or a device
+    would block or never end) is a usage error naming it."""
+    import stat
+
     if source == "-":
         return sys.stdin.read()
     path = Path(source)
     try:
+        if path.exists() and not path.is_dir() and not stat.S_ISREG(path.stat().st_mode):
+            raise UsageError(f"{what}: {source} is not a regular file (use - to read stdin)")
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UsageError(f"{what}: no such file {source}") from None

@@ -23,16 +23,36 @@ __all__ = ["inert", "one_line", "line"]
 def _c1() -> re.Pattern[str]:
     import re  # compiled on first use: most commands print no JSON
 
-    return re.compile("[\x7f-\x9f]")
+    # DEL, C1, and the bidi controls sanitize.inert shows as <U+...> (they reorder what a terminal shows)
+    return re.compile("[\x7f-\x9f\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]")
 
 
 def escape_c1(json_text: str) -> str:
-    """JSON text with DEL and C1 controls (U+0080-U+009F: CSI, OSC ... in 8 bits) as \\u escapes.
+    """JSON text with DEL, C1 controls (U+0080-U+009F: CSI, OSC ... in 8 bits) and bidi overrides
+    (U+202E ...) as \\u escapes.
 
     json escapes C0 controls itself but writes these raw; inside JSON they can only be in strings,
     where the escape means the same character, so the document parses to exactly the same data.
     """
     return _c1().sub(lambda m: f"\\u{ord(m.group()):04x}", json_text)
+
+
+def bounded_int(lo: int, hi: int) -> Callable[[str], int]:
+    """An argparse type: an integer in [lo, hi], else a one-line usage error naming the range.
+    Every integer on the command line goes through it: an unbounded one reaches SQLite, which
+    takes 64 bits (OverflowError), or a loop."""
+    import argparse
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{text[:40]} is out of range: use {lo} to {hi}")
+        return value
+    parse.__name__ = "integer"
+    return parse
 
 
 def print_json(doc: Any) -> None:

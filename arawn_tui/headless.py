@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any, Callable, NoReturn
 from arawn_core.config import load_settings
 from arawn_core.errors import EXIT_FAILED, EXIT_UNREACHABLE, EXIT_USAGE, ArawnError, BackendUnavailable, UsageError
 from arawn_core.errors import CommandFailed as CliError
-from arawn_core.models import JobState
+from arawn_core.models import ROLES, JobState
 from arawn_tui import cli_memory as mem
 from arawn_tui import cli_output as out
+from arawn_tui.cli_output import bounded_int
 from arawn_tui.sanitize import StreamSanitizer
 
 if TYPE_CHECKING:
@@ -40,20 +41,6 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise CliError(f"{self.prog}: {message} (see --help)", EXIT_USAGE)
-
-
-def bounded_int(lo: int, hi: int) -> Callable[[str], int]:
-    """An argparse type: an integer in [lo, hi], else a one-line usage error naming the range."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number") from None
-        if not lo <= value <= hi:
-            raise argparse.ArgumentTypeError(f"{text[:40]} is out of range: use {lo} to {hi}")
-        return value
-    parse.__name__ = "integer"
-    return parse
 
 
 #: The most hits one search returns (a bigger --limit is refused, not silently capped).
@@ -132,7 +119,7 @@ def build_parser() -> Parser:
     search = sub.add_parser("search", help="full-text search over messages and summaries")
     search.add_argument("query")
     search.add_argument("--workstream")
-    search.add_argument("--role")
+    search.add_argument("--role", choices=sorted(ROLES), help="only messages of this role")
     search.add_argument("--since", help="ISO date, e.g. 2026-11-01")
     search.add_argument("--limit", type=bounded_int(1, MAX_SEARCH_LIMIT), default=20,
                         help=f"most hits to show (1-{MAX_SEARCH_LIMIT}, default 20)")
@@ -447,8 +434,13 @@ HANDLERS: dict[str, Callable[[ArawnCore, argparse.Namespace], Any]] = {
 
 def run(argv: list[str], backend: LLMBackend | None = None) -> int:
     """Parse, run one command, map every expected failure to one stderr line and an exit code."""
+    if sys.stderr is None:  # started with stderr closed (2>&-): the one line still needs somewhere to go
+        sys.stderr = open(os.devnull, "w")
+    if sys.stdout is None:  # started with stdout closed (>&-): say so, rather than a bug line at the first print
+        return _fail("standard output is closed; redirect it to a file or /dev/null", EXIT_USAGE)
     try:
         args = build_parser().parse_args(argv)
+        check_text_arguments(args)
         settings = load_settings(args.config, args.data_dir)
         code = _read_only(args, settings) if backend is None else None
         if code is None:
@@ -470,6 +462,27 @@ def run(argv: list[str], backend: LLMBackend | None = None) -> int:
             raise
         return _fail(f"unexpected error (a bug: please report it, with ARAWN_DEBUG=1 for details):"
                      f" {type(exc).__name__}: {exc}", EXIT_FAILED)
+
+
+#: Arguments that name files: any bytes the file system allows (undecodable ones arrive as surrogates).
+PATH_ARGUMENTS = frozenset({"config", "data_dir", "path", "set"})
+
+
+def check_text_arguments(args: argparse.Namespace) -> None:
+    """Every other argument is text that may be stored (a title, a tag, a message, a note): bytes
+    that are not UTF-8 reach Python as lone surrogates, which no UTF-8 file can hold. Refused here,
+    naming the argument, rather than failing at the write."""
+    for name, value in vars(args).items():
+        if name in PATH_ARGUMENTS:
+            continue
+        for item in value if isinstance(value, list) else [value]:
+            if not isinstance(item, str):
+                continue
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise UsageError(f"argument {name}: not valid UTF-8 text (at character {exc.start});"
+                                 " check the terminal's or the script's encoding") from None
 
 
 def _fail(message: str, code: int) -> int:

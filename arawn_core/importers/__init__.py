@@ -25,6 +25,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
@@ -79,7 +80,8 @@ async def import_path(core: ArawnCore, path: Path, fmt: str = "auto", workstream
         except NotFound:
             raise UsageError(f"no workstream with id {workstream_id} to import into") from None
     source = await asyncio.to_thread(_open_source, path, fmt, UsageError)
-    report = ImportReport(str(path), source.fmt, target)
+    name = text_of_name(path.name)
+    report = ImportReport(text_of_name(str(path)), source.fmt, target)
     report.problems = source.problems  # filled as the file is read
     clock = Clock()
     seen: set[str] = set()
@@ -104,8 +106,8 @@ async def import_path(core: ArawnCore, path: Path, fmt: str = "auto", workstream
                 fresh.append(conv)
             if fresh:
                 if report.workstream_id is None:
-                    report.workstream_id = (await core.create_workstream(f"Imported: {path.name}")).id
-                batch = [_session(conv, source.fmt, path.name, report.workstream_id, clock) for conv in fresh]
+                    report.workstream_id = (await core.create_workstream(f"Imported: {name}")).id
+                batch = [_session(conv, source.fmt, name, report.workstream_id, clock) for conv in fresh]
                 written = set(await core.repo.import_sessions(report.workstream_id, batch))
                 for key, msgs, _ in batch:
                     if key in written:
@@ -122,6 +124,12 @@ async def import_path(core: ArawnCore, path: Path, fmt: str = "auto", workstream
         if report.conversations_imported:
             core.events.publish(ev.WorkstreamUpdated(report.workstream_id or ""))
     return report
+
+
+def text_of_name(name: str) -> str:
+    """A file name as text that can be stored: the bytes of a name that is not UTF-8 reach Python
+    as lone surrogates (PEP 383), which no UTF-8 file holds; those are shown as U+FFFD."""
+    return os.fsencode(name).decode("utf-8", "replace")
 
 
 def _open_source(path: Path, fmt: str, usage_error: type[Exception]) -> ImportSource:

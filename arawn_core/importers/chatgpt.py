@@ -117,6 +117,8 @@ def parse_chatgpt_record(obj: Any) -> tuple[str | None, list[SourceMessage]]:
             continue  # the root, or a placeholder
         author = msg.get("author")
         role = author.get("role") if isinstance(author, dict) else None
+        if not isinstance(role, str):
+            role = None  # a list or object there is no role (and unhashable: no set lookup)
         meta = msg.get("metadata") if isinstance(msg.get("metadata"), dict) else {}
         if role not in KEPT_ROLES or meta.get("is_visually_hidden_from_conversation"):
             continue

@@ -83,7 +83,7 @@ def parse_openwebui_record(obj: Any) -> tuple[str | None, list[SourceMessage]]:
         if not isinstance(msg, dict):
             raise RecordError(f"{name}: message {i} is not an object")
         role = msg.get("role")
-        if role not in ROLES:
+        if not isinstance(role, str) or role not in ROLES:  # a list would not even hash
             raise RecordError(f"{name}: message {i}: role {role!r} is not one of {', '.join(sorted(ROLES))}")
         content = msg.get("content")
         if isinstance(content, list):  # OpenAI-style parts

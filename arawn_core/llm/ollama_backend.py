@@ -253,6 +253,11 @@ class OllamaBackend:
             return BackendUnavailable(self.host, str(cause) if cause else "could not connect")
         if isinstance(exc, httpx.TransportError):  # server hung up mid-reply, read error, ...
             return BackendError(f"connection to {self.host} broke: {exc or type(exc).__name__}", transient=True)
+        if isinstance(exc, httpx.RequestError):  # a body that cannot be decoded (bad gzip, bad charset), ...
+            return BackendError(f"malformed reply from {self.host}: {_flat(str(exc)) or type(exc).__name__}",
+                                transient=True)
+        if isinstance(exc, RecursionError):  # a reply nested past what json can decode ([[[[...)
+            return BackendError(f"malformed reply from {self.host}: JSON nested too deeply", transient=True)
         if isinstance(exc, ValidationError):  # JSON, but not Ollama's shape (maybe a 200 with an error)
             return _malformed(exc, self.host)
         if isinstance(exc, (AttributeError, TypeError)) and _from_the_client(exc):

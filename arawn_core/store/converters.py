@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, TypeVar
 
 from arawn_core.models import (
     CompressionJob,
@@ -20,21 +21,57 @@ from arawn_core.models import (
     Workstream,
     WorkstreamState,
 )
+from arawn_core.errors import DatabaseError
 from arawn_core.staleness import stale_fields
 
 Row = Mapping[str, Any]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class DamagedRow(DatabaseError):
+    """A row of arawn.db holds what no arawn wrote (a hand-edited or damaged index): every value
+    in it can be rebuilt from the JSONL files, so the one line says how."""
+
+    def __init__(self, what: str, row: Row, exc: Exception) -> None:
+        try:
+            ident = f" {row['id']}"
+        except (KeyError, IndexError, TypeError):
+            ident = ""
+        detail = f"{type(exc).__name__}: {exc}"[:120]
+        super().__init__(f"the index (arawn.db) holds a damaged {what} row{ident} ({detail}); rebuild it from the"
+                         " message files: arawn --headless reindex")
+
+
+def _row_checked(what: str) -> Callable[[F], F]:
+    """A row converter whose failure on a value no arawn writes is `DamagedRow`, not a bug line."""
+    def wrap(fn: F) -> F:
+        @functools.wraps(fn)
+        def convert(row: Row, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(row, *args, **kwargs)
+            except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+                raise DamagedRow(what, row, exc) from None
+        return convert  # type: ignore[return-value]
+    return wrap
 
 
 _WS_STATES = {s.value: s for s in WorkstreamState}  # a dict lookup: listing maps a thousand rows
 
 
+@_row_checked("workstream")
 def workstream_from_row(row: Row) -> Workstream:
     tags = row["tags"]
+    tag_list = json.loads(tags) if tags and tags != "[]" else []
+    if type(tag_list) is not list or not all(type(t) is str for t in tag_list):
+        raise ValueError("tags is not a list of strings")
+    title = row["title"]
+    if type(title) is not str:
+        raise TypeError("title is not text")
     return Workstream(
         id=row["id"],
-        title=row["title"],
+        title=title,
         state=_WS_STATES.get(row["state"]) or WorkstreamState(row["state"]),
-        tags=json.loads(tags) if tags and tags != "[]" else [],
+        tags=tag_list,
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         model=row["model"],
@@ -44,6 +81,7 @@ def workstream_from_row(row: Row) -> Workstream:
     )
 
 
+@_row_checked("session")
 def session_from_row(row: Row) -> Session:
     return Session(
         id=row["id"],
@@ -59,6 +97,7 @@ def session_from_row(row: Row) -> Session:
     )
 
 
+@_row_checked("summary")
 def summary_from_row(row: Row) -> Summary:
     return Summary(
         id=row["id"],
@@ -127,9 +166,11 @@ def summary_to_params(s: Summary) -> dict[str, Any]:
 
 def summary_from_record(rec: Mapping[str, Any]) -> Summary:
     """A summary as stored in a workstream's events.jsonl (same keys as the row)."""
-    return summary_from_row({**rec, "covers": json.dumps(rec.get("covers") or [])})
+    # the unchecked converter: a bad record is the reader's ValueError (skipped and named), not an index row
+    return summary_from_row.__wrapped__({**rec, "covers": json.dumps(rec.get("covers") or [])})  # type: ignore[attr-defined]
 
 
+@_row_checked("job")
 def job_from_row(row: Row) -> CompressionJob:
     return CompressionJob(
         id=row["id"],

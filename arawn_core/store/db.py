@@ -52,15 +52,22 @@ log = logging.getLogger(__name__)
 BUSY_TIMEOUT_S = 30.0
 
 
+#: The longest wait $ARAWN_BUSY_TIMEOUT_S may ask for (a day); SQLite takes whole milliseconds.
+MAX_BUSY_TIMEOUT_S = 86_400.0
+
 #: True inside the deferred part of an open (`Database.defer_writes`): its own writes pass the gate.
 FIRST_WRITER: ContextVar[bool] = ContextVar("arawn_first_writer", default=False)
 
 
 def busy_timeout_s() -> float:
+    """$ARAWN_BUSY_TIMEOUT_S in [0, a day]; anything else (not a number, inf, nan) is the default."""
     try:
-        return max(0.0, float(os.environ.get("ARAWN_BUSY_TIMEOUT_S", BUSY_TIMEOUT_S)))
+        value = float(os.environ.get("ARAWN_BUSY_TIMEOUT_S", BUSY_TIMEOUT_S))
     except ValueError:
         return BUSY_TIMEOUT_S
+    if value != value or value in (float("inf"), float("-inf")):
+        return BUSY_TIMEOUT_S
+    return min(max(0.0, value), MAX_BUSY_TIMEOUT_S)
 
 
 from arawn_core.errors import EXIT_USAGE, DatabaseError, StorageError  # noqa: E402,F401  (re-exported)
@@ -126,6 +133,9 @@ def ensure_private_dir(path: Path, *, link_ok: bool = False) -> bool:
         raise DataDirError(f"{path}: cannot be a directory because {blocker} is a file; point --data-dir or"
                            " [workstream] data_dir elsewhere") from None
     except OSError as exc:
+        if exc.errno in (errno.ENAMETOOLONG, errno.ELOOP):  # path.is_dir() itself would raise on these
+            raise DataDirError(f"{str(path)[:300]}: cannot be the data dir: {exc.strerror}; point --data-dir or"
+                               " [workstream] data_dir elsewhere") from None
         if not path.is_dir():
             if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
                 raise ReadOnlyStore(f"{path}: cannot be created: {exc.strerror} (the data dir is read-only?);"

@@ -40,6 +40,18 @@ class UnsafePath(StorageError, OSError):
         return str(self.strerror)
 
 
+class MissingLog(StorageError, FileNotFoundError):
+    """A message log the index points into is gone (deleted by hand): its messages cannot be read,
+    and the line says how to make the index agree with the files again."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(errno.ENOENT, f"{path} is missing (deleted?), so the messages the index lists there"
+                         " cannot be read; `arawn --headless reindex` rebuilds the index from the files left")
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
 class BadRecord(StorageError, ValueError):
     """A line the index points at is not the record it should be (hand-edited or damaged file)."""
 
@@ -80,8 +92,12 @@ def open_nofollow(path: Path, flags: int = os.O_RDONLY, mode: int = FILE_MODE) -
 
 
 def open_read(path: Path) -> Any:
-    """A binary reader for `path`, never through a symlink."""
-    return os.fdopen(open_nofollow(path), "rb")
+    """A binary reader for `path`, never through a symlink; MissingLog (a FileNotFoundError) if the
+    file is not there, so a log deleted under the index is one line saying what to run."""
+    try:
+        return os.fdopen(open_nofollow(path), "rb")
+    except FileNotFoundError:
+        raise MissingLog(path) from None
 
 
 def line_number(path: Path, offset: int) -> int:
@@ -232,7 +248,14 @@ def truncate_to(path: Path, size: int) -> None:
 
 
 def read_span(fh: Any, offset: int, length: int) -> dict[str, Any]:
-    """The JSON object at `offset`; ValueError if the bytes there are not one whole object line."""
+    """The JSON object at `offset`; ValueError if the bytes there are not one whole object line.
+
+    The span comes from the index, which a hand edit or damage can fill with anything: a
+    negative offset would fail the seek with a bare "Invalid argument", a huge length would
+    allocate it; both are a line that is not where the index says, like any edit."""
+    if not (isinstance(offset, int) and isinstance(length, int)) or offset < 0 or length <= 0 \
+            or offset + length > os.fstat(fh.fileno()).st_size:
+        raise ValueError("the index names a span the file does not have (the file or the index was edited)")
     fh.seek(offset)
     raw = fh.read(length)
     if len(raw) != length or not raw.endswith(b"\n"):

@@ -35,7 +35,10 @@ class StoreReader:
     def open(cls, data_dir: Path) -> StoreReader | None:
         """A reader over `data_dir`, or None when the store must go through the full open first."""
         path = data_dir / DB_FILE
-        if not path.is_file() or path.is_symlink():
+        try:
+            if not path.is_file() or path.is_symlink():
+                return None
+        except OSError:  # a name too long, ...: the full open says what is wrong, naming it
             return None
         index_ns = index_changed_ns(path)
         try:

@@ -11,6 +11,7 @@ notices, the paths, `_index`, `catch_up`, `write_summary`).
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 import os
@@ -138,16 +139,18 @@ class IndexRebuild:
         A name that is not one of our UUIDs is not ours and is left alone; a symbolic link is
         refused (reported, never followed).
         """
+        # workstreams/ itself a file or a link: every workstream is out of reach, so this is the one
+        # line (exit 2) of every command, not warnings before another command's own failure
+        if self.ws_root.is_symlink():
+            raise jsonl.UnsafePath(errno.ELOOP, f"{self.ws_root} is a symbolic link; arawn does not follow links inside"
+                             " its data dir (put the real directory there, or remove the link)")
         try:
             entries = list(os.scandir(self.ws_root))
         except FileNotFoundError:
             return []
         except NotADirectoryError:
-            self.notice(f"{self.ws_root} is not a directory; arawn keeps its workstreams there (move it aside)")
-            return []
-        if self.ws_root.is_symlink():
-            self.notice(f"{self.ws_root} is a symbolic link; arawn does not follow links inside its data dir")
-            return []
+            raise jsonl.UnsafePath(errno.ENOTDIR, f"{self.ws_root} is not a directory; arawn keeps its workstreams there"
+                             " (move it aside)") from None
         if not self.db.read_only and tighten(self.ws_root, DIR_MODE):
             self.check_modes = True
         out = []

@@ -8,6 +8,7 @@ and hands anything else to the full open; both ask these functions.
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 from typing import Any, Iterable
@@ -38,13 +39,32 @@ def logs_behind(data_dir: Path, offsets: Iterable[Any]) -> list[str]:
 
 def index_changed_ns(db_path: Path) -> int:
     """When the index last changed (newest mtime of the file and its WAL, ns). Read it before
-    opening: a connection creates or rewrites the WAL."""
+    opening: a connection creates or rewrites the WAL.
+
+    It is the first look at the index files, so it also refuses, with one line (UnsafePath,
+    exit 2), an `arawn.db`, `-wal` or `-shm` that is there but is no regular file: SQLite
+    would fail on a directory with a bare "unable to open database file", and on a FIFO with
+    "disk I/O error" (and aiosqlite's thread then prints a traceback)."""
+    import stat
+
     newest = 0
-    for suffix in ("", "-wal"):
+    for suffix in ("", "-wal", "-shm"):
+        path = str(db_path) + suffix
         try:
-            newest = max(newest, os.stat(str(db_path) + suffix).st_mtime_ns)
+            st = os.lstat(path)
         except FileNotFoundError:
-            pass
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            continue  # the open refuses links itself, naming them
+        if not stat.S_ISREG(st.st_mode):
+            from arawn_core.store.jsonl import UnsafePath
+
+            what = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+            raise UnsafePath(errno.EINVAL, f"{path} is {what}; move it aside (arawn keeps only plain files in its"
+                             " data dir, and rebuilds the index from the message files with"
+                             " `arawn --headless reindex`)")
+        if suffix != "-shm":
+            newest = max(newest, st.st_mtime_ns)
     return newest
 
 
